@@ -1,0 +1,6 @@
+"""Entry point for ``python -m vipseg``."""
+
+from vipseg.cli.main import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

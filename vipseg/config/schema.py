@@ -1,0 +1,216 @@
+"""Typed config schema: every key a config file may hold, with its default.
+
+The tree mirrors the YAML: ``dataset``, ``model``, ``augment``, ``optimizer``, ``schedule``,
+``train``, ``test``. Image sizes are ``[width, height]`` in pixels; colours are per-channel RGB
+values in 0..255. Classes never see this object: each subsystem's ``build_*(cfg)`` maps its
+section onto plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from vipseg.errors import ConfigError
+
+Norm = Literal["BN", "SyncBN", "GN", "FrozenBN", "none"]
+
+
+# --------------------------------------------------------------------------------------- dataset
+@dataclass
+class SplitConfig:
+    """One split: a COCO JSON and its image folder, both relative to ``dataset.root``."""
+
+    ann: str = ""
+    images: str = ""
+
+
+@dataclass
+class DatasetConfig:
+    root: str = "data"
+    classes: list[str] = field(default_factory=lambda: ["human", "ball"])
+    train: SplitConfig = field(default_factory=lambda: SplitConfig("train.json", "train"))
+    val: SplitConfig = field(default_factory=lambda: SplitConfig("val.json", "val"))
+    test: SplitConfig = field(default_factory=lambda: SplitConfig("test.json", "test"))
+    mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
+    std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
+    # Evaluation resize: fit the image inside [long, short] keeping the aspect ratio.
+    test_scale: list[int] = field(default_factory=lambda: [1333, 800])
+
+    def validate(self) -> None:
+        if not self.classes:
+            raise ConfigError("dataset.classes must name at least one class")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ConfigError("dataset.mean and dataset.std need 3 values (R, G, B)")
+        if len(self.test_scale) != 2:
+            raise ConfigError("dataset.test_scale must be [long, short]")
+
+
+# ----------------------------------------------------------------------------------------- model
+@dataclass
+class BackboneConfig:
+    """``name``: resnet18/34/50/101 (torchvision) or ``timm:<model>`` (any features_only model)."""
+
+    name: str = "resnet50"
+    norm: Norm = "GN"
+    out_indices: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    drop_path_rate: float = 0.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NeckConfig:
+    channels: int = 256
+    norm: Norm = "none"
+
+
+@dataclass
+class RPNConfig:
+    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    pre_nms_top_n_train: int = 2000
+    pre_nms_top_n_test: int = 1000
+    post_nms_top_n_train: int = 2000
+    post_nms_top_n_test: int = 1000
+    nms_thresh: float = 0.7
+    fg_iou_thresh: float = 0.7
+    bg_iou_thresh: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+
+
+@dataclass
+class RoIHeadsConfig:
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.5
+    box_head_convs: int = 4
+    box_head_channels: int = 256
+    representation_size: int = 1024
+    mask_head_convs: int = 4
+    mask_head_channels: int = 256
+    norm: Norm = "GN"
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+
+@dataclass
+class ModelConfig:
+    family: Literal["mask_rcnn"] = "mask_rcnn"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+
+
+# --------------------------------------------------------------------------------------- augment
+@dataclass
+class PhotometricConfig:
+    prob: float = 0.5
+    brightness_delta: float = 32.0
+    contrast_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    saturation_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    hue_delta: float = 18.0
+    channel_swap_prob: float = 0.0
+
+
+@dataclass
+class GeometricConfig:
+    shear_max_degrees: float = 0.0
+    shear_prob: float = 0.0
+    translate_max_fraction: float = 0.0
+    translate_prob: float = 0.0
+
+
+@dataclass
+class CopyPasteConfig:
+    """Paste objects from a ``vipseg data extract-objects`` bank (``bank`` relative to root)."""
+
+    enabled: bool = False
+    bank: str = ""
+    max_per_class: dict[str, int] = field(default_factory=lambda: {"human": 20, "ball": 40})
+    scale_jitter: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    court_aware: bool = True
+    occlusion_prob: float = 0.0
+    ball_at_hand_prob: float = 0.0
+    min_visible_fraction: float = 0.1
+    min_visible_area: int = 16
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time pipeline. Scales are [long, short] targets, one drawn per sample."""
+
+    scales: list[list[int]] = field(default_factory=lambda: [[1333, 800]])
+    hflip_prob: float = 0.5
+    photometric: Optional[PhotometricConfig] = None
+    geometric: GeometricConfig = field(default_factory=GeometricConfig)
+    crop_size: Optional[list[int]] = None  # [width, height]
+    allow_empty_crop: bool = True
+    min_box_size: float = 2.0
+    copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
+
+
+# ------------------------------------------------------------------------------ optim / schedule
+@dataclass
+class OptimizerConfig:
+    type: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 1e-4
+    norm_bias_decay: bool = False  # False: no weight decay on norm weights and biases
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warm-up over ``warmup_iters`` iterations, then a per-epoch step or cosine decay."""
+
+    policy: Literal["step", "cosine", "constant"] = "step"
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    steps: list[int] = field(default_factory=lambda: [8, 11])  # epochs at which lr *= gamma
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    max_iters: Optional[int] = None  # stop early after this many iterations (tests, smoke runs)
+    batch_size: int = 2  # per process
+    num_workers: int = 2
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    clip_grad: Optional[float] = None
+    val_interval: int = 1  # epochs; 0 disables validation
+    checkpoint_interval: int = 1  # epochs between epoch_K.pth; 0 keeps only last/best
+    log_interval: int = 20
+    seed: int = 0
+    aspect_ratio_grouping: bool = True
+    sync_bn: bool = True
+
+
+@dataclass
+class TestConfig:
+    batch_size: int = 1
+    mask_thresh: float = 0.5
+    score_thresh: float = 0.0  # extra filter on exported predictions
+    paste_chunk: int = 16  # masks pasted and RLE-encoded per chunk
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of object classes (background not counted)."""
+        return len(self.dataset.classes)

@@ -1,0 +1,61 @@
+"""Atomic file writes and output-folder guards.
+
+Outputs are written to a temporary file in the destination folder, flushed, then renamed over
+the target, so a crash never leaves a half-written file. Tools refuse to replace an existing
+output unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from vipseg.errors import OutputExistsError
+
+
+def ensure_new_output(path: str | os.PathLike, force: bool = False) -> Path:
+    """Raise ``OutputExistsError`` if ``path`` exists and ``force`` is false; return it as Path."""
+    p = Path(path)
+    if p.exists() and not force:
+        kind = "folder" if p.is_dir() else "file"
+        raise OutputExistsError(f"{p}: output {kind} already exists (use --force to replace it)")
+    return p
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path``; on success it is fsynced and renamed onto ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
+    """Serialise ``obj`` as JSON and write it atomically (compact unless ``indent`` is given)."""
+    sep = None if indent is not None else (",", ":")
+    atomic_write_text(path, json.dumps(obj, indent=indent, separators=sep))
