@@ -1,0 +1,30 @@
+"""``build_dataset(cfg, split)``: map the dataset config onto a ``CocoInstanceDataset``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from vipseg.config.schema import Config
+from vipseg.data.dataset import CocoInstanceDataset
+from vipseg.data.transforms.basic import TestTransform
+from vipseg.data.transforms.pipeline import build_train_transform
+
+Split = Literal["train", "val", "test"]
+
+
+def split_paths(cfg: Config, split: Split, root: str | Path | None = None) -> tuple[Path, Path]:
+    """(annotation file, image folder) of ``split``; ``root`` overrides ``cfg.dataset.root``."""
+    base = Path(root if root is not None else cfg.dataset.root)
+    s = getattr(cfg.dataset, split)
+    return base / s.ann, base / s.images
+
+
+def build_dataset(cfg: Config, split: Split, *, train: bool,
+                  root: str | Path | None = None) -> CocoInstanceDataset:
+    """Dataset of ``split`` with the training pipeline (``train``) or the evaluation resize."""
+    ann, images = split_paths(cfg, split, root)
+    base = Path(root if root is not None else cfg.dataset.root)
+    transform = (build_train_transform(cfg.augment, str(base)) if train
+                 else TestTransform(cfg.dataset.test_scale))
+    return CocoInstanceDataset(ann, images, cfg.dataset.classes, transform=transform)

@@ -1,0 +1,134 @@
+"""A torch ``Dataset`` over a COCO instance-segmentation file.
+
+Each item is first loaded as a *raw sample* (masks still RLE), then passed through a transform
+that produces the model's input. The raw sample is a dict:
+
+- ``image``: uint8 RGB array [H, W, 3]
+- ``boxes``: float32 [N, 4] XYXY pixels; ``labels``: int64 [N] contiguous 0..C-1
+- ``rles``: N COCO RLE dicts (str counts, size [H, W])
+- ``image_id`` (as in the file), ``file_name``, ``orig_size`` (H, W)
+
+The default transform, :func:`vipseg.data.transforms.basic.to_sample`, decodes the masks and
+returns ``(image, target)`` in the form torchvision detection models and ``transforms.v2``
+expect (see that function). Labels map to and from the file's category ids by class name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vipseg.data.masks import segmentation_to_rle
+from vipseg.errors import DataError
+
+RawSample = dict[str, Any]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB [H, W, 3]; ``DataError`` if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"{path}: cannot read image (corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class CocoInstanceDataset(Dataset):
+    """Images and instance targets of one COCO file.
+
+    Args:
+        ann_file: COCO JSON (images-only files are fine: every sample then has N = 0).
+        images_dir: folder the ``file_name`` entries are relative to.
+        classes: class names in label order; each must match a category ``name`` of the file
+            unless the file has no categories.
+        transform: ``RawSample -> anything``; default :func:`to_sample`.
+    """
+
+    def __init__(self, ann_file: str | Path, images_dir: str | Path, classes: Sequence[str],
+                 transform: Callable[[RawSample], Any] | None = None,
+                 coco: dict | None = None) -> None:
+        from vipseg.data.transforms.basic import to_sample
+
+        self.ann_file = Path(ann_file)
+        self.images_dir = Path(images_dir)
+        self.classes = list(classes)
+        self.transform = transform or to_sample
+        data = coco if coco is not None else self._read(self.ann_file)
+        self.images: list[dict] = list(data.get("images", []))
+        by_name = {c["name"]: c["id"] for c in data.get("categories", [])}
+        unknown = [c for c in by_name if c not in self.classes]
+        if unknown:
+            raise DataError(f"{self.ann_file}: categories {unknown} are not in the config's "
+                            f"classes {self.classes}")
+        # label i <-> category id; classes absent from the file get no id (None).
+        self.cat_ids: list[Any] = [by_name.get(name) for name in self.classes]
+        self._label_of = {cid: i for i, cid in enumerate(self.cat_ids) if cid is not None}
+        self._anns: dict[Any, list[dict]] = {img["id"]: [] for img in self.images}
+        for ann in data.get("annotations", []):
+            if not ann.get("iscrowd", 0):
+                self._anns.setdefault(ann["image_id"], []).append(ann)
+
+    @staticmethod
+    def _read(path: Path) -> dict:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise DataError(f"{path}: annotation file not found") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of every image, from the JSON (no image is read)."""
+        return [(int(im["height"]), int(im["width"])) for im in self.images]
+
+    def label_to_category_id(self, label: int) -> Any:
+        """Contiguous label → the file's category id."""
+        return self.cat_ids[label]
+
+    def load_raw(self, index: int) -> RawSample:
+        """The raw sample of item ``index`` (image decoded, masks as RLE)."""
+        info = self.images[index]
+        image = read_image(self.images_dir / info["file_name"])
+        h, w = int(info["height"]), int(info["width"])
+        if image.shape[:2] != (h, w):
+            raise DataError(f"{self.images_dir / info['file_name']}: image is "
+                            f"{image.shape[1]}x{image.shape[0]}, the JSON says {w}x{h}")
+        boxes, labels, rles = [], [], []
+        for ann in self._anns.get(info["id"], []):
+            label = self._label_of.get(ann["category_id"])
+            if label is None:
+                continue
+            x, y, bw, bh = ann["bbox"]
+            boxes.append([x, y, x + bw, y + bh])
+            labels.append(label)
+            rles.append(segmentation_to_rle(ann["segmentation"], h, w))
+        return {
+            "image": image,
+            "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            "labels": np.asarray(labels, dtype=np.int64),
+            "rles": rles,
+            "image_id": info["id"],
+            "file_name": info["file_name"],
+            "orig_size": (h, w),
+        }
+
+    def __getitem__(self, index: int) -> Any:
+        return self.transform(self.load_raw(index))
+
+
+def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """Detection collate: keep images and targets as lists (sizes differ)."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
