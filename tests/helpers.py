@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vipseg.data.masks import encode, rle_area, rle_to_bbox
+from vipseg.data.masks import decode, encode, rle_area, rle_to_bbox
 
 
 def make_shapes_dataset(root: Path, split: str = "train", n_images: int = 4,
@@ -56,3 +56,31 @@ def make_shapes_dataset(root: Path, split: str = "train", n_images: int = 4,
     path = root / f"{split}.json"
     path.write_text(json.dumps(coco))
     return path
+
+
+def perturbed_predictions(coco: dict, seed: int = 0, drop_images: tuple = ()) -> list[dict]:
+    """COCO results derived from the ground truth ``coco``: each object's mask shifted by up
+    to 2 px (bbox from the shifted mask), a random score, and one false positive per image;
+    images whose id is in ``drop_images`` get no prediction."""
+    rng = np.random.default_rng(seed)
+    sizes = {im["id"]: (im["height"], im["width"]) for im in coco["images"]}
+    preds = []
+    for ann in coco["annotations"]:
+        if ann["image_id"] in drop_images:
+            continue
+        m = decode(ann["segmentation"])
+        dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
+        rle = encode(np.roll(m, (dy, dx), axis=(0, 1)))
+        preds.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
+                      "segmentation": rle, "bbox": rle_to_bbox(rle),
+                      "score": float(rng.uniform(0.3, 1.0))})
+    for image_id, (h, w) in sizes.items():
+        if image_id in drop_images:
+            continue
+        m = np.zeros((h, w), np.uint8)
+        m[5:15, 5:25] = 1
+        rle = encode(m)
+        preds.append({"image_id": image_id, "category_id": int(rng.integers(1, 3)),
+                      "segmentation": rle, "bbox": rle_to_bbox(rle),
+                      "score": float(rng.uniform(0.0, 0.6))})
+    return preds

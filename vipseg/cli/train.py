@@ -1,9 +1,65 @@
-"""``vipseg train`` (placeholder: filled in by its issue)."""
+"""``vipseg train CONFIG NAME``: train a model from a config (argument parsing only)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+RESUME_LATEST = "__latest__"
+
+DESCRIPTION = """\
+Train the model of CONFIG from scratch. Outputs go to WORK_DIR/NAME/exp_<timestamp>/
+(a new folder every run, never overwritten): config.yaml (merged config), log.txt,
+metrics.jsonl (one JSON per logged iteration and validation), TensorBoard events,
+last.pth, best.pth (best val segm/AP) and epoch_K.pth (every train.checkpoint_interval
+epochs). --resume continues a run in its own folder.
+
+Distributed: torchrun --nproc_per_node=N -m vipseg train CONFIG NAME ...
+(NCCL on GPUs, gloo on CPU; only rank 0 writes). See docs/training.md.
+
+examples:
+  vipseg train configs/exp/mask_rcnn/tiny_cpu.yaml tiny --data-root data/demo
+  vipseg train CONFIG NAME train.epochs=24 optimizer.lr=0.01
+  vipseg train CONFIG NAME --resume                 # newest last.pth under output/NAME/
+  vipseg train CONFIG NAME --resume output/NAME/exp_20260101_120000/last.pth
+"""
 
 
 def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     """Add ``train`` to the top-level commands."""
+    parser = sub.add_parser("train", help="train a model from a config", description=DESCRIPTION,
+                            formatter_class=formatter)
+    parser.add_argument("config", metavar="CONFIG", help="YAML config file (with _base_ files)")
+    parser.add_argument("name", metavar="NAME", help="run name: outputs go to WORK_DIR/NAME/")
+    parser.add_argument("overrides", metavar="key=value", nargs="*", default=[],
+                        help="config overrides, e.g. train.epochs=3 optimizer.lr=0.01")
+    parser.add_argument("--work-dir", default="output", help="parent folder of all runs")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset root folder (default: the config's dataset.root)")
+    parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CKPT",
+                        help="resume from CKPT, or without a value from the newest last.pth "
+                        "under WORK_DIR/NAME/; the run continues in the checkpoint's folder")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="device (default: cuda if available, else cpu)")
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Load the config with overrides and train; prints the final validation AP if any."""
+    from vipseg.config import load_config
+    from vipseg.engine.trainer import train
+
+    overrides = list(args.overrides)
+    resume = args.resume
+    # `--resume key=value` : argparse took an override as the checkpoint path.
+    if resume not in (None, RESUME_LATEST) and "=" in resume and not Path(resume).exists():
+        overrides.insert(0, resume)
+        resume = RESUME_LATEST
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, args.name, work_dir=args.work_dir, data_root=args.data_root,
+                   resume=True if resume == RESUME_LATEST else resume, device=args.device)
+    if result.run_dir is not None:
+        best = "n/a" if result.best_ap is None else f"{result.best_ap:.4f}"
+        print(f"done: epoch {result.epoch}, iteration {result.iteration}, best segm/AP {best}; "
+              f"outputs in {result.run_dir}")
+    return 0

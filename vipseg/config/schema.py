@@ -137,6 +137,9 @@ class CopyPasteConfig:
     ball_at_hand_prob: float = 0.0
     min_visible_fraction: float = 0.1
     min_visible_area: int = 16
+    brightness_delta: float = 16.0  # per-object light photometric change
+    contrast_range: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    ball_class: str = "ball"  # class placed at a pasted player's hand (ball_at_hand_prob)
 
 
 @dataclass
@@ -151,6 +154,7 @@ class AugmentConfig:
     allow_empty_crop: bool = True
     min_box_size: float = 2.0
     copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
+    fill: list[int] = field(default_factory=lambda: [124, 116, 104])  # RGB of borders and padding
 
 
 # ------------------------------------------------------------------------------ optim / schedule
@@ -190,6 +194,7 @@ class TrainConfig:
     seed: int = 0
     aspect_ratio_grouping: bool = True
     sync_bn: bool = True
+    find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vipseg.data.coco import load_coco
 from vipseg.data.masks import segmentation_to_rle
 from vipseg.errors import DataError
 
@@ -61,7 +62,9 @@ class CocoInstanceDataset(Dataset):
         self.images_dir = Path(images_dir)
         self.classes = list(classes)
         self.transform = transform or to_sample
-        data = coco if coco is not None else self._read(self.ann_file)
+        # A file is validated by load_coco (one-line DataError naming file, object, problem).
+        data = coco if coco is not None else load_coco(self.ann_file,
+                                                       require_annotations=False).to_dict()
         self.images: list[dict] = list(data.get("images", []))
         by_name = {c["name"]: c["id"] for c in data.get("categories", [])}
         unknown = [c for c in by_name if c not in self.classes]

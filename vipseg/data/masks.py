@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -66,3 +67,144 @@ def rle_area(rle: dict) -> int:
 def rle_to_bbox(rle: dict) -> list[float]:
     """Tight [x, y, w, h] box of an RLE (zeros for an empty mask)."""
     return [float(v) for v in mask_utils.toBbox(_compressed(rle))]
+
+
+# --- run-length helpers that avoid decoding whole images -----------------------------------------
+
+def rle_counts(rle: dict) -> np.ndarray:
+    """Uncompressed run lengths (int64, column-major, first run = zeros) of any RLE."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return np.asarray(counts, dtype=np.int64)
+    s = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    b = np.frombuffer(s, dtype=np.uint8).astype(np.int64) - 48
+    if len(b) == 0:
+        return np.zeros(0, np.int64)
+    # pycocotools' LEB128-like string: 5 bits per char, 0x20 = "more", 0x10 on the last = sign.
+    last = np.nonzero((b & 0x20) == 0)[0]
+    first = np.concatenate([[0], last[:-1] + 1])
+    pos = np.arange(len(b)) - np.repeat(first, last - first + 1)
+    x = np.add.reduceat((b & 0x1F) << (5 * pos), first)
+    neg = (b[last] & 0x10) != 0
+    x[neg] -= np.left_shift(1, 5 * (last - first + 1)[neg])
+    # from the 4th value on, each is a delta to the value two places before.
+    out = x.copy()
+    out[3::2] = np.cumsum(x[1::2])[1:]
+    out[4::2] = np.cumsum(x[2::2])[1:]
+    return out
+
+
+def rle_box(rle: dict) -> tuple[int, int, int, int]:
+    """Integer pixel box (x0, y0, x1, y1), exclusive ends, of an RLE; (0, 0, 0, 0) if empty."""
+    x, y, w, h = mask_utils.toBbox(_compressed(rle))
+    if w <= 0 or h <= 0:
+        return (0, 0, 0, 0)
+    return (int(x), int(y), int(x + w), int(y + h))
+
+
+def decode_crop(rle: dict, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The ``box`` = (x0, y0, x1, y1) window (default: the tight box) of an RLE as uint8 0/1,
+    without decoding the whole image (cost ~ box width × image height)."""
+    h, w = (int(v) for v in rle["size"])
+    if box is None:
+        box = rle_box(rle)
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
+    counts = rle_counts(rle)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    lo, hi = x0 * h, x1 * h
+    keep = (ends > lo) & (starts < hi)
+    lengths = np.clip(ends[keep], lo, hi) - np.clip(starts[keep], lo, hi)
+    values = (np.nonzero(keep)[0] % 2).astype(np.uint8)  # runs alternate 0, 1, 0, ...
+    cols = np.repeat(values, lengths).reshape(x1 - x0, h).T
+    return np.ascontiguousarray(cols[y0:y1])
+
+
+def count_components(rle: dict, connectivity: int = 8) -> int:
+    """Number of connected parts of an RLE mask (0 for an empty mask)."""
+    crop = decode_crop(rle)
+    if crop.size == 0 or not crop.any():
+        return 0
+    n, _ = cv2.connectedComponents(crop, connectivity=connectivity)
+    return int(n) - 1
+
+
+def rle_iou(a: dict, b: dict) -> float:
+    """Mask IoU of two RLEs of the same size (1.0 when both are empty)."""
+    ca, cb = _compressed(a), _compressed(b)
+    if mask_utils.area(ca) == 0 and mask_utils.area(cb) == 0:
+        return 1.0
+    return float(mask_utils.iou([ca], [cb], [0])[0, 0])
+
+
+# --- polygons -------------------------------------------------------------------------------------
+
+def _ring(contour: np.ndarray, shift: np.ndarray, tolerance: float) -> np.ndarray:
+    """A contour of the 2x-upsampled mask → the exact pixel-corner ring in source coordinates."""
+    p = (contour.reshape(-1, 2).astype(np.int64) + 1) // 2 + shift
+    if tolerance > 0 and len(p) > 3:
+        p = cv2.approxPolyDP(p.reshape(-1, 1, 2).astype(np.int32), tolerance, True).reshape(-1, 2)
+        p = p.astype(np.int64)
+    keep = np.any(p != np.roll(p, 1, axis=0), axis=1)  # drop repeated points
+    p = p[keep] if keep.any() else p[:1]
+    if len(p) >= 3:  # drop middle points of straight runs (same direction only)
+        a, b = p - np.roll(p, 1, axis=0), np.roll(p, -1, axis=0) - p
+        cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+        dot = (a * b).sum(axis=1)
+        p = p[~((cross == 0) & (dot > 0))]
+    return p
+
+
+def _bridge(outer: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Join a hole to its outer ring with a zero-width cut (even-odd fill keeps the hole)."""
+    o = outer if len(outer) * len(hole) <= 4_000_000 else outer[:: max(1, len(outer) // 2000)]
+    d = ((o[:, None, :] - hole[None, :, :]) ** 2).sum(-1)
+    i, k = np.unravel_index(int(np.argmin(d)), d.shape)
+    i = int(np.nonzero((outer == o[i]).all(axis=1))[0][0])
+    hole_loop = np.concatenate([hole[k:], hole[: k + 1]])
+    return np.concatenate([outer[: i + 1], hole_loop, outer[i:]])
+
+
+def mask_to_polygons(mask: np.ndarray, offset: tuple[int, int] = (0, 0),
+                     tolerance: float = 0.0) -> list[list[float]]:
+    """Binary mask → COCO polygons, one per connected part (8-connectivity), holes kept.
+
+    With ``tolerance`` 0 the polygons follow the pixel edges exactly, so rasterising them again
+    (``segmentation_to_rle``) gives back the same mask. Holes are joined to their outer ring by
+    a zero-width cut. ``offset`` (x, y) is added to every point (for crops). An empty mask gives
+    ``[]``.
+    """
+    m = np.pad((np.asarray(mask) > 0).astype(np.uint8), 1)
+    if not m.any():
+        return []
+    up = np.repeat(np.repeat(m, 2, axis=0), 2, axis=1)
+    contours, hier = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hier is None:
+        return []
+    hier = hier[0]
+    shift = np.array([offset[0] - 1, offset[1] - 1], np.int64)
+    rings = [_ring(c, shift, tolerance) for c in contours]
+    polygons = []
+    for idx in range(len(contours)):
+        if hier[idx][3] >= 0:
+            continue  # a hole: joined to its parent below
+        poly = rings[idx]
+        child = hier[idx][2]
+        while child >= 0:
+            if len(rings[child]) >= 3:
+                poly = _bridge(poly, rings[child])
+            child = hier[child][0]
+        if len(poly) >= 3:
+            polygons.append([float(v) for v in poly.reshape(-1)])
+    return polygons
+
+
+def rle_to_polygons(rle: dict, tolerance: float = 0.0) -> list[list[float]]:
+    """RLE → COCO polygons of every connected part (see :func:`mask_to_polygons`); only the
+    mask's bounding box is decoded. ``[]`` for an empty mask."""
+    x0, y0, x1, y1 = rle_box(rle)
+    if x1 <= x0:
+        return []
+    return mask_to_polygons(decode_crop(rle, (x0, y0, x1, y1)), (x0, y0), tolerance)

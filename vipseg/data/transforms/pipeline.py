@@ -1,53 +1,225 @@
-"""Training augmentation pipeline built from ``cfg.augment`` (first version: scale + flip).
+"""Training augmentation pipeline built from ``cfg.augment``, fast at full resolution.
 
-``build_train_transform`` returns a callable ``RawSample -> (image, target)`` producing the
-sample contract of :mod:`vipseg.data.transforms.basic`; boxes are recomputed from masks.
+Stages, in order: copy-paste from the object bank (source pixels) → resize to a random scale
+→ shear X/Y → translate X/Y (borders filled with ``fill``) → horizontal flip → random crop →
+photometric distortion (on the crop) → drop empty and too small instances → pad to the crop
+size. Boxes are the tight pixel-edge boxes of the final masks.
+
+Execution is "plan, then execute": :meth:`TrainTransform.sample` draws every parameter of a
+sample (:class:`AugmentParams`); :meth:`TrainTransform.apply` executes them touching only kept
+pixels. All geometric stages are one affine matrix, so only the source window that the crop
+reads is copied, pasted into and warped once; instance masks are decoded from RLE box by box
+and warped box by box into the output. The result has the distribution of "resize the whole
+image, then crop" (``benchmarks/data_pipeline_reference.py`` is that straightforward version,
+used by the tests and the benchmark).
+
+Randomness: each call draws one 62-bit seed from torch's global generator and uses a
+``numpy.random.Generator`` seeded with it for everything else. The trainer seeds torch, and a
+``DataLoader`` seeds torch differently in each worker, so samples are reproducible for a seed
+and differ between workers.
 """
 
 from __future__ import annotations
 
-import random
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
-from torchvision.ops import masks_to_boxes
-from torchvision.transforms import v2
 
 from vipseg.config.schema import AugmentConfig
-from vipseg.data.transforms.basic import fit_scale, to_sample
+from vipseg.data.dataset import RawSample
+from vipseg.data.transforms.copy_paste import CopyPaste, ObjectBank, Paste, occlude, paste_pixels
+from vipseg.data.transforms.geometric import (GeometryParams, GeometrySampler, compose, map_box,
+                                              warp)
+from vipseg.data.transforms.photometric import (PhotometricParams, PhotometricSampler,
+                                                apply_photometric)
+from vipseg.data.masks import rle_box
+from vipseg.data.transforms.window import Piece, boxes_intersect, piece_from_rle, source_window
+from vipseg.errors import ConfigError
 
 
-class ScaleFlipTransform:
-    """Resize to a random scale from ``scales`` ([long, short] each), then flip horizontally."""
+@dataclass
+class AugmentParams:
+    """Everything drawn for one sample (see :class:`TrainTransform`)."""
 
-    def __init__(self, scales: list[list[int]], hflip_prob: float, min_box_size: float) -> None:
-        self.scales = [(max(s), min(s)) for s in scales]
-        self.hflip_prob = hflip_prob
+    geometry: GeometryParams
+    photometric: PhotometricParams | None = None
+    pastes: list[Paste] = field(default_factory=list)
+
+
+def make_sample(image: np.ndarray, labels: list[int], regions: list[tuple[int, int, np.ndarray]],
+                out_size: tuple[int, int], image_id: object, orig_size: tuple[int, int],
+                min_box_size: float) -> tuple[tv_tensors.Image, dict]:
+    """Assemble the sample contract from an RGB image [H, W, 3] (already padded to
+    ``out_size`` (H, W)) and per-instance ``regions`` (x0, y0, bool mask) in its pixels.
+
+    Masks are trimmed to their tight box; empty ones and boxes with a side below
+    ``min_box_size`` are dropped.
+    """
+    h, w = out_size
+    keep_labels, boxes, placed = [], [], []
+    for label, (x0, y0, m) in zip(labels, regions):
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        if len(rows) == 0:
+            continue
+        box = (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
+        if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:
+            continue
+        keep_labels.append(label)
+        boxes.append(box)
+        placed.append((x0, y0, m))
+    masks = torch.zeros((len(placed), h, w), dtype=torch.bool)
+    for k, (x0, y0, m) in enumerate(placed):
+        masks[k, y0:y0 + m.shape[0], x0:x0 + m.shape[1]] = torch.from_numpy(m)
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                                          format="XYXY", canvas_size=(h, w)),
+        "labels": torch.tensor(keep_labels, dtype=torch.int64),
+        "masks": tv_tensors.Mask(masks),
+        "image_id": image_id,
+        "orig_size": tuple(orig_size),
+    }
+    return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))), target
+
+
+def pad_image(image: np.ndarray, size: tuple[int, int] | None, fill: Sequence[int]) -> np.ndarray:
+    """Pad an RGB image [h, w, 3] at the bottom and right to ``size`` (H, W) with ``fill``."""
+    if size is None or image.shape[:2] == tuple(size):
+        return image
+    out = np.empty((size[0], size[1], 3), np.uint8)
+    out[:] = np.asarray(fill, np.uint8)
+    out[:image.shape[0], :image.shape[1]] = image
+    return out
+
+
+class TrainTransform:
+    """``RawSample -> (image, target)`` with the stages of the module docstring.
+
+    Args:
+        geometry: draws resize/shear/translate/flip/crop. photometric: draws the colour
+            distortion (None: off). copy_paste: plans pastes (None: off).
+        min_box_size: drop instances whose box width or height is below this (pixels).
+        allow_empty_crop: if False, redraw the crop (up to ``crop_attempts`` times) until it
+            overlaps an instance box.
+        fill: RGB colour of shear/translate borders and padding.
+    """
+
+    def __init__(self, geometry: GeometrySampler, photometric: PhotometricSampler | None = None,
+                 copy_paste: CopyPaste | None = None, min_box_size: float = 2.0,
+                 allow_empty_crop: bool = True, fill: Sequence[int] = (124, 116, 104),
+                 crop_attempts: int = 10) -> None:
+        self.geometry = geometry
+        self.photometric = photometric
+        self.copy_paste = copy_paste
         self.min_box_size = min_box_size
+        self.allow_empty_crop = allow_empty_crop
+        self.fill = tuple(int(v) for v in fill)
+        self.crop_attempts = crop_attempts
 
-    def __call__(self, raw: dict) -> tuple[tv_tensors.Image, dict]:
-        image, target = to_sample(raw)
-        h, w = image.shape[-2:]
-        long_side, short_side = random.choice(self.scales)
-        s = fit_scale(h, w, long_side, short_side)
-        size = [max(1, round(h * s)), max(1, round(w * s))]
-        image, target = v2.functional.resize(image, size, antialias=True), dict(target)
-        target["masks"] = v2.functional.resize(target["masks"], size)
-        if random.random() < self.hflip_prob:
-            image = v2.functional.horizontal_flip(image)
-            target["masks"] = v2.functional.horizontal_flip(target["masks"])
-        masks = target["masks"]
-        keep = masks.flatten(1).any(1)
-        masks, labels = masks[keep], target["labels"][keep]
-        boxes = masks_to_boxes(masks) if len(masks) else torch.zeros((0, 4))
-        boxes[:, 2:] += 1  # masks_to_boxes gives inclusive max pixel; boxes are pixel edges
-        big = ((boxes[:, 2:] - boxes[:, :2]) >= self.min_box_size).all(1)
-        target["masks"] = tv_tensors.Mask(masks[big])
-        target["labels"] = labels[big]
-        target["boxes"] = tv_tensors.BoundingBoxes(boxes[big], format="XYXY", canvas_size=tuple(size))
-        return image, target
+    def sample(self, raw: RawSample, rng: np.random.Generator) -> AugmentParams:
+        """Draw all parameters for ``raw`` (reads only a subsampled copy of its image)."""
+        image = raw["image"]
+        geometry = self.geometry.sample(image.shape[:2], rng)
+        pastes = self.copy_paste.plan(image, rng) if self.copy_paste is not None else []
+        boxes = [tuple(b) for b in np.asarray(raw["boxes"]).reshape(-1, 4)] + [p.box for p in pastes]
+        if not self.allow_empty_crop and boxes and geometry.crop is not None:
+            for _ in range(self.crop_attempts):
+                m = compose(geometry)
+                out = (0.0, 0.0, float(geometry.out_size[1]), float(geometry.out_size[0]))
+                if any(boxes_intersect(map_box(m, b), out) for b in boxes):
+                    break
+                geometry = self.geometry.recrop(geometry, rng)
+        photometric = self.photometric.sample(rng) if self.photometric is not None else None
+        return AugmentParams(geometry, photometric, pastes)
+
+    def apply(self, raw: RawSample, params: AugmentParams) -> tuple[tv_tensors.Image, dict]:
+        """Execute ``params`` on ``raw`` reading only the source window the output needs."""
+        image = raw["image"]
+        src_size = image.shape[:2]
+        g = params.geometry
+        m = compose(g)
+        out_size = g.out_size
+        win = source_window(m, out_size, src_size)
+        window = image[win[1]:win[3], win[0]:win[2]]
+        pieces: list[Piece] = []
+        for rle, label in zip(raw["rles"], raw["labels"]):
+            if boxes_intersect(rle_box(rle), win):
+                piece = piece_from_rle(rle, int(label))
+                if piece is not None:
+                    pieces.append(piece)
+        n_orig = len(pieces)
+        if params.pastes:
+            rendered = self.copy_paste.pieces(params.pastes)  # type: ignore[union-attr]
+            window = window.copy()
+            for piece, rgb in rendered:
+                paste_pixels(window, win[:2], piece.x, piece.y, rgb, piece.mask)
+            cp = self.copy_paste
+            pieces = occlude(pieces + [p for p, _ in rendered], n_orig,
+                             cp.min_visible_fraction, cp.min_visible_area)  # type: ignore[union-attr]
+        out = warp(np.ascontiguousarray(window), m, out_size, nearest=False, fill=self.fill,
+                   src_offset=win[:2])
+        labels, regions = [], []
+        for piece in pieces:
+            bx0, by0, bx1, by1 = map_box(m, piece.box)
+            x0, y0 = max(0, math.floor(bx0)), max(0, math.floor(by0))
+            x1, y1 = min(out_size[1], math.ceil(bx1)), min(out_size[0], math.ceil(by1))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            region = warp(piece.mask.view(np.uint8), m, (y1 - y0, x1 - x0), nearest=True,
+                          src_offset=(piece.x, piece.y), dst_offset=(x0, y0))
+            labels.append(piece.label)
+            regions.append((x0, y0, region.view(bool)))
+        if params.photometric is not None:
+            out = apply_photometric(out, params.photometric)
+        final = g.pad_to or out_size
+        return make_sample(pad_image(out, g.pad_to, self.fill), labels, regions, final,
+                           raw["image_id"], raw["orig_size"], self.min_box_size)
+
+    def __call__(self, raw: RawSample) -> tuple[tv_tensors.Image, dict]:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        return self.apply(raw, self.sample(raw, np.random.default_rng(seed)))
 
 
-def build_train_transform(augment: AugmentConfig, root: str = "") -> ScaleFlipTransform:
-    """Map ``cfg.augment`` onto the training transform (``root``: dataset root for the bank)."""
-    return ScaleFlipTransform(augment.scales, augment.hflip_prob, augment.min_box_size)
+def build_copy_paste(augment: AugmentConfig, root: str, classes: Sequence[str] | None) -> CopyPaste | None:
+    """``augment.copy_paste`` → :class:`CopyPaste` (None when disabled); bank under ``root``."""
+    cfg = augment.copy_paste
+    if not cfg.enabled:
+        return None
+    if not cfg.bank:
+        raise ConfigError("augment.copy_paste.bank must name the object bank folder when enabled")
+    bank = ObjectBank(Path(root) / cfg.bank, classes)
+    unknown = [name for name in cfg.max_per_class if name not in bank.classes]
+    if unknown:
+        raise ConfigError(f"augment.copy_paste.max_per_class: unknown classes {unknown} "
+                          f"(classes are {bank.classes})")
+    ball = bank.classes.index(cfg.ball_class) if cfg.ball_class in bank.classes else None
+    return CopyPaste(bank, {bank.classes.index(k): v for k, v in cfg.max_per_class.items()},
+                     scale_jitter=tuple(cfg.scale_jitter), brightness_delta=cfg.brightness_delta,
+                     contrast_range=tuple(cfg.contrast_range), court_aware=cfg.court_aware,
+                     occlusion_prob=cfg.occlusion_prob, ball_at_hand_prob=cfg.ball_at_hand_prob,
+                     ball_label=ball, min_visible_fraction=cfg.min_visible_fraction,
+                     min_visible_area=cfg.min_visible_area)
+
+
+def build_train_transform(augment: AugmentConfig, root: str = "",
+                          classes: Sequence[str] | None = None) -> TrainTransform:
+    """Map ``cfg.augment`` onto the training transform.
+
+    ``root``: dataset root (the object bank path is relative to it); ``classes``: label order
+    (``cfg.dataset.classes``) used to label pasted objects.
+    """
+    geo = augment.geometric
+    geometry = GeometrySampler(augment.scales, augment.hflip_prob, geo.shear_max_degrees,
+                               geo.shear_prob, geo.translate_max_fraction, geo.translate_prob,
+                               augment.crop_size)
+    photometric = None
+    if augment.photometric is not None:
+        p = augment.photometric
+        photometric = PhotometricSampler(p.prob, p.brightness_delta, tuple(p.contrast_range),
+                                         tuple(p.saturation_range), p.hue_delta, p.channel_swap_prob)
+    return TrainTransform(geometry, photometric, build_copy_paste(augment, root, classes),
+                          augment.min_box_size, augment.allow_empty_crop, augment.fill)

@@ -1,0 +1,232 @@
+"""load_coco: accepted variants, one clear one-line error per bad input, warnings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vipseg.data.coco import image_size, load_coco
+from vipseg.data.masks import encode
+from vipseg.errors import DataError
+
+H, W = 10, 20
+
+
+def _mask(x0, y0, x1, y1):
+    m = np.zeros((H, W), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def good() -> dict:
+    return {
+        "info": {"description": "tiny"},
+        "images": [{"id": 1, "file_name": "a.png", "width": W, "height": H},
+                   {"id": 2, "file_name": "b.png", "width": W, "height": H}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "category_id": 1, "segmentation": encode(_mask(2, 2, 6, 8)),
+             "bbox": [2, 2, 4, 6], "area": 24, "iscrowd": 0},
+            {"id": 11, "image_id": 2, "category_id": 2,
+             "segmentation": [[10, 1, 15, 1, 15, 5, 10, 5]], "bbox": [10, 1, 5, 4], "area": 20,
+             "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "human"}, {"id": 2, "name": "ball"}],
+    }
+
+
+def write(tmp_path: Path, data, name: str = "ann.json") -> Path:
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else json.dumps(data))
+    return p
+
+
+def error_of(path: Path, **kw) -> str:
+    with pytest.raises(DataError) as e:
+        load_coco(path, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    assert str(path) in msg, msg
+    return msg
+
+
+# --- accepted variants -----------------------------------------------------------------------------
+
+def test_good_file_loads_with_indexes(tmp_path):
+    c = load_coco(write(tmp_path, good()))
+    assert len(c.images) == 2 and len(c.annotations) == 2 and c.category_names == ["human", "ball"]
+    assert c.info == {"description": "tiny"} and c.warnings == []
+    assert [a["id"] for a in c.anns_by_image[1]] == [10]
+    assert c.rle(c.anns_by_id[11])["size"] == [H, W]
+    assert set(c.to_dict()) == {"info", "images", "annotations", "categories"}
+
+
+def test_variants_list_counts_str_ids_zero_based_categories(tmp_path):
+    d = good()
+    del d["info"]
+    for img in d["images"]:
+        img["id"] = f"img-{img['id']}"
+    for a in d["annotations"]:
+        a["image_id"] = f"img-{a['image_id']}"
+        a["category_id"] -= 1
+    d["categories"] = [{"id": 0, "name": "human"}, {"id": 1, "name": "ball"}]
+    m = _mask(2, 2, 6, 8)
+    counts, run, val = [], 0, 0
+    for v in m.flatten(order="F"):  # uncompressed column-major RLE
+        if v != val:
+            counts.append(run)
+            run, val = 0, v
+        run += 1
+    counts.append(run)
+    d["annotations"][0]["segmentation"] = {"size": [H, W], "counts": counts}
+    c = load_coco(write(tmp_path, d))
+    assert c.info is None and c.warnings == []
+    assert c.rle(c.annotations[0])["counts"] == encode(m)["counts"]
+
+
+def test_images_only_file_when_allowed(tmp_path):
+    d = {"images": good()["images"]}
+    c = load_coco(write(tmp_path, d), require_annotations=False)
+    assert c.annotations == [] and c.warnings == []
+
+
+# --- errors: one test per bad input ----------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    assert "file not found" in error_of(tmp_path / "nope.json")
+
+
+def test_invalid_json(tmp_path):
+    p = write(tmp_path, '{"images": [}\n')
+    assert "invalid JSON at line 1" in error_of(p)
+
+
+def test_not_an_object(tmp_path):
+    assert "expected an object" in error_of(write(tmp_path, "[1, 2]"))
+
+
+def test_missing_top_level_key(tmp_path):
+    d = good()
+    del d["annotations"]
+    assert "missing top-level key 'annotations'" in error_of(write(tmp_path, d))
+
+
+def test_duplicate_image_id(tmp_path):
+    d = good()
+    d["images"][1]["id"] = 1
+    assert "duplicate image id 1" in error_of(write(tmp_path, d))
+
+
+def test_duplicate_annotation_id(tmp_path):
+    d = good()
+    d["annotations"][1]["id"] = 10
+    assert "duplicate annotation id 10" in error_of(write(tmp_path, d))
+
+
+def test_unknown_image(tmp_path):
+    d = good()
+    d["annotations"][1]["image_id"] = 99
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 11" in msg and "unknown image id 99" in msg
+
+
+def test_unknown_category(tmp_path):
+    d = good()
+    d["annotations"][0]["category_id"] = 7
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 10" in msg and "unknown category id 7" in msg
+
+
+def test_rle_size_differs_from_image(tmp_path):
+    d = good()
+    d["annotations"][0]["segmentation"] = encode(np.zeros((H + 1, W), np.uint8))
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 10" in msg and f"RLE size [{H + 1}, {W}]" in msg and "image size" in msg
+
+
+def test_polygon_with_fewer_than_3_points(tmp_path):
+    d = good()
+    d["annotations"][1]["segmentation"] = [[10, 1, 15, 1]]
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 11" in msg and "2 point(s), at least 3" in msg
+
+
+def test_bbox_outside_image(tmp_path):
+    d = good()
+    d["annotations"][0]["bbox"] = [15, 2, 8, 6]  # x + w = 23 > 20 + 1
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 10" in msg and "outside the 20x10 image" in msg
+
+
+def test_bbox_within_one_pixel_tolerance_is_fine(tmp_path):
+    d = good()
+    d["annotations"][0]["bbox"] = [-0.5, 2, 20.9, 6]
+    load_coco(write(tmp_path, d))
+
+
+def test_several_problems_are_counted(tmp_path):
+    d = good()
+    d["annotations"][0]["category_id"] = 7
+    d["annotations"][1]["image_id"] = 99
+    assert "(and 1 more problem)" in error_of(write(tmp_path, d))
+
+
+# --- image files -----------------------------------------------------------------------------------
+
+def _images(tmp_path: Path) -> Path:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(root / name), np.zeros((H, W, 3), np.uint8))
+    return root
+
+
+def test_image_files_ok(tmp_path):
+    load_coco(write(tmp_path, good()), images_dir=_images(tmp_path))
+
+
+def test_image_file_missing(tmp_path):
+    root = _images(tmp_path)
+    (root / "b.png").unlink()
+    msg = error_of(write(tmp_path, good()), images_dir=root)
+    assert "image 2" in msg and "b.png: image file not found" in msg
+
+
+def test_image_file_unreadable(tmp_path):
+    root = _images(tmp_path)
+    (root / "b.png").write_bytes(b"this is not an image")
+    msg = error_of(write(tmp_path, good()), images_dir=root)
+    assert "image 2" in msg and "cannot read image" in msg
+
+
+def test_image_file_of_another_size(tmp_path):
+    root = _images(tmp_path)
+    cv2.imwrite(str(root / "a.png"), np.zeros((H, W + 5, 3), np.uint8))
+    msg = error_of(write(tmp_path, good()), images_dir=root)
+    assert "image 1" in msg and f"is {W + 5}x{H}, the JSON says {W}x{H}" in msg
+
+
+def test_image_size_reads_png_and_jpeg_headers(tmp_path):
+    for ext in ("png", "jpg", "bmp"):
+        p = tmp_path / f"x.{ext}"
+        cv2.imwrite(str(p), np.full((17, 33, 3), 80, np.uint8))
+        assert image_size(p) == (33, 17)
+
+
+# --- warnings --------------------------------------------------------------------------------------
+
+def test_empty_mask_is_a_warning(tmp_path):
+    d = good()
+    d["annotations"][0]["segmentation"] = encode(np.zeros((H, W), np.uint8))
+    c = load_coco(write(tmp_path, d))
+    assert len(c.warnings) == 1 and "empty mask" in c.warnings[0] and "10" in c.warnings[0]
+
+
+def test_image_without_annotations_is_a_warning(tmp_path):
+    d = good()
+    d["annotations"].pop()
+    c = load_coco(write(tmp_path, d))
+    assert len(c.warnings) == 1 and "1 of 2 images have no annotations (ids 2)" in c.warnings[0]

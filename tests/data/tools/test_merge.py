@@ -1,0 +1,55 @@
+"""vipseg data merge: fresh ids, category agreement, images gathered, name clashes resolved."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import make_shapes_dataset
+from vipseg.data.coco import load_coco
+from vipseg.data.tools.merge import merge
+from vipseg.errors import DataError, OutputExistsError
+
+
+def test_real_train_val(deepsport, tmp_path):
+    out = tmp_path / "train_val.json"
+    r = merge([deepsport / "train.json", deepsport / "val.json"], out)
+    c = load_coco(out)
+    assert (r["images"], r["annotations"]) == (260, 2018)
+    assert len(c.images) == 260 and len(c.annotations) == 2018
+    assert len({i["id"] for i in c.images}) == 260 and len({a["id"] for a in c.annotations}) == 2018
+    assert c.category_names == ["human"]
+
+
+def test_images_gathered_and_clashes_renamed(tmp_path):
+    # two splits whose images have the same file names but different pixels
+    a = make_shapes_dataset(tmp_path / "a", "train", n_images=2, seed=1)
+    b = make_shapes_dataset(tmp_path / "b", "train", n_images=2, seed=2)
+    out, imgs = tmp_path / "m.json", tmp_path / "m"
+    r = merge([a, b], out, images_out=imgs)
+    assert len(r["renamed"]) == 2 and r["linked"] + r["copied"] == 4
+    c = load_coco(out, images_dir=imgs)  # every file there, with the right size
+    names = [i["file_name"] for i in c.images]
+    assert len(set(names)) == 4 and "train_0000__2.png" in names
+    src = cv2.imread(str(tmp_path / "b" / "train" / "train_0000.png"))
+    assert np.array_equal(cv2.imread(str(imgs / "train_0000__2.png")), src)
+    n_a = len(json.loads(a.read_text())["annotations"])
+    assert all(ann["image_id"] in (3, 4) for ann in c.annotations[n_a:])
+    with pytest.raises(OutputExistsError):
+        merge([a, b], out, images_out=imgs)
+    merge([a, b], out, images_out=imgs, force=True, copy=True)
+
+
+def test_categories_must_agree(tmp_path):
+    a = make_shapes_dataset(tmp_path / "a", "train", n_images=1, seed=1)
+    b = make_shapes_dataset(tmp_path / "b", "val", n_images=1, seed=2)
+    d = json.loads(b.read_text())
+    d["categories"][1]["name"] = "sportsball"
+    b.write_text(json.dumps(d))
+    with pytest.raises(DataError, match="categories differ") as e:
+        merge([a, b], tmp_path / "m.json")
+    assert str(a) in str(e.value) and str(b) in str(e.value)
+    assert not (tmp_path / "m.json").exists()

@@ -1,0 +1,90 @@
+"""``vipseg data browse``: render training samples exactly as the loader yields them.
+
+Each sample of the training dataset (its transform included) is drawn as a PNG: instance masks
+as translucent colours, their boxes, and the class name above each box.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from vipseg.errors import ConfigError, OutputExistsError
+from vipseg.utils.io import atomic_write_bytes
+
+PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128),
+                    (170, 110, 40), (128, 0, 0)], np.uint8)
+
+
+def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str],
+                alpha: float = 0.45) -> np.ndarray:
+    """Sample ``(image [3, H, W] uint8, target)`` → RGB uint8 [H, W, 3] with masks, boxes and
+    class names drawn."""
+    canvas = np.ascontiguousarray(image.permute(1, 2, 0).numpy()).copy()
+    masks = target["masks"].numpy()
+    for k, m in enumerate(masks):
+        colour = PALETTE[k % len(PALETTE)]
+        canvas[m] = (canvas[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
+    thickness = max(1, round(max(canvas.shape[:2]) / 800))
+    scale = max(0.4, max(canvas.shape[:2]) / 1600)
+    for k, (box, label) in enumerate(zip(target["boxes"].tolist(), target["labels"].tolist())):
+        colour = tuple(int(c) for c in PALETTE[k % len(PALETTE)])
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), colour, thickness)
+        name = classes[label] if 0 <= label < len(classes) else str(label)
+        cv2.putText(canvas, name, (x0, max(12, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    colour, thickness, cv2.LINE_AA)
+    return canvas
+
+
+def _prepare_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir}: output exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise OutputExistsError(f"{out_dir}: output folder is not empty (use --force to write into it)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def browse(dataset: Any, classes: Sequence[str], out_dir: str | Path, num: int, seed: int = 0,
+           force: bool = False, show: bool = False) -> list[Path]:
+    """Write ``num`` samples of ``dataset`` (visited in a seeded random order, cycling) as
+    ``out_dir/NNNN_<image_id>.png``; ``show`` also opens each in a window. Returns the paths.
+
+    Seeds torch with ``seed`` first, so the same seed draws the same augmentations.
+    """
+    if len(dataset) == 0:
+        raise ConfigError("the dataset has no images to browse")
+    if show and not _has_gui():
+        raise ConfigError("--show: this OpenCV build has no window support; open the PNG files instead")
+    out = Path(out_dir)
+    _prepare_dir(out, force)
+    torch.manual_seed(seed)
+    order = torch.randperm(len(dataset)).tolist()
+    paths = []
+    for k in range(num):
+        image, target = dataset[order[k % len(order)]]
+        rgb = draw_sample(image, target, classes)
+        ident = re.sub(r"[^A-Za-z0-9._-]+", "_", str(target["image_id"]))
+        path = out / f"{k:04d}_{ident}.png"
+        png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1]
+        atomic_write_bytes(path, png.tobytes())
+        paths.append(path)
+        if show:
+            cv2.imshow("vipseg data browse (any key: next, q: quit)", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if cv2.waitKey(0) & 0xFF == ord("q"):
+                break
+    if show:
+        cv2.destroyAllWindows()
+    return paths
+
+
+def _has_gui() -> bool:
+    info = cv2.getBuildInformation()
+    gui = re.search(r"GUI:\s*(\S+)", info)
+    return gui is not None and gui.group(1).upper() not in ("NONE", "NO")

@@ -1,0 +1,76 @@
+"""Court floor estimate: where pasted players may stand.
+
+The floor of a sports hall is the largest region of one colour in the lower part of the frame.
+:func:`estimate_court` works on a subsampled copy (long side ~``work_size`` pixels, strided, so
+it reads a few thousand pixels): it finds the dominant colour of the lower two thirds in Lab
+space, keeps the pixels close to it, takes the largest connected component and fills it
+(convex hull, so the players standing on it are inside). When that component is too small the
+whole image is used instead; sampling points from the result never loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class CourtRegion:
+    """Allowed anchor points: ``mask`` bool [h, w] on a grid of ``stride`` source pixels.
+
+    ``found`` is False when no floor was detected and the mask covers the whole image.
+    """
+
+    mask: np.ndarray
+    stride: int
+    src_size: tuple[int, int]
+    found: bool
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` random (x, y) source-pixel points inside the region, float [n, 2]."""
+        flat = np.flatnonzero(self.mask)
+        cells = flat[rng.integers(len(flat), size=n)]
+        ys, xs = np.divmod(cells, self.mask.shape[1])
+        pts = (np.stack([xs, ys], 1) + rng.random((n, 2))) * self.stride
+        return np.minimum(pts, [self.src_size[1] - 1, self.src_size[0] - 1])
+
+
+def whole_image(src_size: tuple[int, int]) -> CourtRegion:
+    """A region covering the whole image (the fallback)."""
+    return CourtRegion(np.ones((1, 1), bool), max(src_size), src_size, False)
+
+
+def estimate_court(image: np.ndarray, work_size: int = 160, color_tol: float = 18.0,
+                   min_fraction: float = 0.1) -> CourtRegion:
+    """Estimate the floor region of an RGB uint8 image [H, W, 3].
+
+    ``color_tol``: Lab distance to the dominant colour still counted as floor;
+    ``min_fraction``: smallest component (fraction of the image) accepted as a court.
+    """
+    h, w = image.shape[:2]
+    stride = max(1, max(h, w) // work_size)
+    small = np.ascontiguousarray(image[::stride, ::stride])
+    sh, sw = small.shape[:2]
+    if sh < 4 or sw < 4:
+        return whole_image((h, w))
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lower = lab[sh // 3:].reshape(-1, 3)
+    bins = (lower // 16).astype(np.int32)
+    keys = bins[:, 0] * 256 + bins[:, 1] * 16 + bins[:, 2]
+    dominant = np.bincount(keys).argmax()
+    ref = lower[keys == dominant].mean(0)
+    close = (np.linalg.norm(lab - ref, axis=2) < color_tol).astype(np.uint8)
+    close = cv2.morphologyEx(close, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(close, connectivity=4)
+    if n <= 1:
+        return whole_image((h, w))
+    best = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
+    if stats[best, cv2.CC_STAT_AREA] < min_fraction * sh * sw:
+        return whole_image((h, w))
+    contours, _ = cv2.findContours((labels == best).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    region = np.zeros((sh, sw), np.uint8)
+    cv2.fillPoly(region, [cv2.convexHull(np.concatenate(contours))], 1)
+    return CourtRegion(region.astype(bool), stride, (h, w), True)
