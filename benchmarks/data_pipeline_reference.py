@@ -32,7 +32,7 @@ def reference_apply(transform: TrainTransform, raw: dict,
         cp = transform.copy_paste
         area0 = [int(m.sum()) for m in masks]
         lost = [False] * len(masks)
-        for piece, rgb in cp.pieces(params.pastes):  # type: ignore[union-attr]
+        for piece, rgb in cp.pieces(params.pastes, (h, w)):  # type: ignore[union-attr]
             paste_pixels(image, (0, 0), piece.x, piece.y, rgb, piece.mask)
             top = np.zeros((h, w), bool)
             paste_pixels(top[..., None], (0, 0), piece.x, piece.y, piece.mask[..., None], piece.mask)

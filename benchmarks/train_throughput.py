@@ -6,8 +6,9 @@ backbone, FPN and heads, 4-conv box and mask heads) and for a variant of it with
 switched to BN, against ``torchvision.models.detection.maskrcnn_resnet50_fpn_v2(weights=None,
 weights_backbone=None, num_classes=3)`` (BN, 4-conv heads), on the same device, batch and random
 images with a few random box/mask targets. AMP bf16 for all on CUDA. The models are timed in
-interleaved rounds (one step of each per round) so that load from other processes on a shared
-machine hits them alike. Prints images/s of each and the ratio vipseg / torchvision (goal >= 1).
+interleaved rounds (one step of each per round, the order rotating) so that load from other
+processes on a shared machine hits them alike. Prints images/s of each and the ratio
+vipseg / torchvision (goal >= 1).
 
     python benchmarks/train_throughput.py --device cuda --iters 20 --batch 2
     OMP_NUM_THREADS=2 python benchmarks/train_throughput.py --device cpu --iters 3 --batch 1
@@ -28,7 +29,8 @@ from vipseg.config.loader import load_config
 from vipseg.models.build import build_model
 
 REPO = Path(__file__).resolve().parents[1]
-BASES = ["configs/_base_/datasets/vipriors_instance.yaml", "configs/_base_/models/mask_rcnn_r50_fpn.yaml"]
+BASES = ["configs/_base_/datasets/vipriors_instance.yaml",
+         "configs/_base_/models/mask_rcnn_r50_fpn.yaml"]
 BN_OVERRIDES = ["model.backbone.norm=BN", "model.neck.norm=BN", "model.roi_heads.norm=BN"]
 WIDTH, HEIGHT = 1333, 800
 
@@ -117,12 +119,12 @@ def main() -> None:
     print(f"device {device}, batch {args.batch}, {WIDTH}x{HEIGHT}, warm-up {args.warmup}, "
           f"{args.iters} timed iterations each (interleaved), threads {torch.get_num_threads()}"
           + (", AMP bf16" if device.type == "cuda" else ""))
-    for _ in range(args.warmup):
-        for r in runners:
-            r.step()
-    for _ in range(args.iters):
-        for r in runners:
-            r.times.append(r.step())
+    for i in range(args.warmup + args.iters):
+        first = i % len(runners)  # rotate who goes first each round
+        for r in runners[first:] + runners[:first]:
+            seconds = r.step()
+            if i >= args.warmup:
+                r.times.append(seconds)
     base = args.batch * args.iters / sum(runners[0].times)
     for r in runners:
         ips = args.batch * args.iters / sum(r.times)

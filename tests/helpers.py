@@ -7,6 +7,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from vipseg.data.masks import decode, encode, rle_area, rle_to_bbox
 
@@ -84,3 +86,13 @@ def perturbed_predictions(coco: dict, seed: int = 0, drop_images: tuple = ()) ->
                       "segmentation": rle, "bbox": rle_to_bbox(rle),
                       "score": float(rng.uniform(0.0, 0.6))})
     return preds
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one intra-op torch thread (more threads only contend on a busy 2-core
+    machine); use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -103,6 +103,13 @@ def test_bad_results_raise_one_line(gt, bad, message):
     assert "\n" not in str(e.value)
 
 
+def test_bbox_given_for_some_predictions_only(gt):
+    preds = perturbed_predictions(gt)
+    del preds[1]["bbox"]
+    with pytest.raises(DataError, match="prediction 1: 'bbox' is given for some"):
+        coco_metrics(gt, preds)
+
+
 def test_images_only_ground_truth_is_refused(gt):
     with pytest.raises(DataError, match="cannot be scored"):
         coco_metrics({"images": gt["images"]}, [])

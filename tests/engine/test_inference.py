@@ -18,7 +18,8 @@ from tests.helpers import make_shapes_dataset
 from vipseg.data.dataset import CocoInstanceDataset
 from vipseg.data.masks import decode, encode_many
 from vipseg.data.transforms import basic
-from vipseg.engine.evaluation import coco_metrics
+from vipseg.config.schema import TestConfig
+from vipseg.engine.evaluation import coco_metrics, evaluate_model
 from vipseg.engine.inference import paste_masks_to_rles, predict_dataset
 from vipseg.errors import DataError
 
@@ -104,6 +105,13 @@ def test_predict_dataset_maps_back_to_original_pixels(shapes):
     assert m["segm/AP"] > 0.8  # masks went through 28x28 and back: nearly exact
     kept = predict_dataset(model, dataset, device="cpu", score_thresh=0.5, progress=False)
     assert 0 < len(kept) < len(results) and min(r["score"] for r in kept) >= 0.5
+
+
+def test_evaluate_model_scores_against_the_annotation_file(shapes):
+    dataset = make_dataset(shapes)
+    m = evaluate_model(FakeDetector(dataset, SCALE), dataset, device="cpu",
+                       test_cfg=TestConfig(paste_chunk=2))
+    assert m["bbox/AP"] > 0.99 and m["segm/AP/human"] > 0.9 and "segm/AP/ball" in m
 
 
 def test_category_ids_override_and_missing_ids(shapes):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import make_shapes_dataset
+from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
 from vipseg.config import Config, load_config
 from vipseg.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from vipseg.engine.run_dir import RunLog, new_run_dir
@@ -20,6 +20,7 @@ from vipseg.engine.trainer import check_amp, train
 from vipseg.errors import ConfigError, TrainingError
 
 TINY = Path(__file__).resolve().parents[2] / "configs/exp/mask_rcnn/tiny_cpu.yaml"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,12 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     restore_rng_state(torch.load(tmp_path / "s.pth", weights_only=True)["rng"])
     again = (random.random(), np.random.normal(), torch.rand(2))
     assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
+
+
+@pytest.mark.gpu
+def test_fp16_with_grad_scaler_on_cuda(shapes, tmp_path):
+    cfg = tiny_cfg(shapes, "train.epochs=1", "train.batch_size=2", "train.val_interval=0",
+                   "train.amp=fp16", "train.clip_grad=1.0")
+    result = train(cfg, "fp16", work_dir=tmp_path, device="cuda")
+    ckpt = load_checkpoint(result.run_dir / "last.pth")
+    assert ckpt["scaler"]["scale"] > 0 and result.iteration == 2

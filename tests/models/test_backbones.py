@@ -91,6 +91,10 @@ def test_bad_backbone_names(tiny_cfg):
     with pytest.raises(ConfigError, match="timm has no model 'no_such_model'"):
         build_model(tiny_cfg)
     tiny_cfg.model.backbone.name = "timm:convnext_atto"
+    tiny_cfg.model.backbone.kwargs = {"no_such_option": 1}
+    with pytest.raises(ConfigError, match="'convnext_atto' rejects the arguments"):
+        build_model(tiny_cfg)
+    tiny_cfg.model.backbone.kwargs = {}
     tiny_cfg.model.backbone.out_indices = [0, 1]
     with pytest.raises(ConfigError, match=r"has stages \[1, 2, 3, 4\]"):
         build_model(tiny_cfg)

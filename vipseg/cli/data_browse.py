@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                         help="dataset split to draw images from (always with the training pipeline)")
     parser.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the PNG files")
     parser.add_argument("--num", type=int, default=8, metavar="N", help="number of samples to render")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the sample order and augmentations")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the sample order and augmentations")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="dataset root folder (default: the config's dataset.root)")
     parser.add_argument("--show", action="store_true",

@@ -23,7 +23,11 @@ Writes OUT/ in the VIPriors layout:
   test.json             the test images only (what a challenge gives you)
   test_gt.json          the test answers, to score a submission on the demo
 
-The defaults train and score on a CPU in minutes; --native renders the challenge's sizes."""
+The defaults train and score on a CPU in minutes; --native renders the challenge's sizes.
+
+examples:
+  vipseg data demo --out data/demo
+  vipseg data demo --out data/native --native --train 200 --val 40 --test 40 --seed 1"""
 
 RENDER_HELP = """\
 Render an image behind every image entry of an existing COCO file (e.g. the real DeepSport
@@ -37,7 +41,10 @@ For ANN.json named STEM.json, writes OUT/ with:
   STEM.json          the input's images; its annotations unchanged except category_id
                      (mapped by name: human 1, ball 2, other names 3, 4, ...); plus one ball
                      annotation per image (new ids after the largest input id)
-so OUT can be used as a dataset root with ann STEM.json and images STEM/."""
+so OUT can be used as a dataset root with ann STEM.json and images STEM/.
+
+example:
+  vipseg data render --annotations ../shared/data/deepsport/val.json --out data/deepsport_val"""
 
 
 def parse_size(text: str) -> tuple[int, int]:

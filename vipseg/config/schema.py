@@ -49,7 +49,12 @@ class DatasetConfig:
 # ----------------------------------------------------------------------------------------- model
 @dataclass
 class BackboneConfig:
-    """``name``: resnet18/34/50/101 (torchvision) or ``timm:<model>`` (any features_only model)."""
+    """``name``: resnet18/34/50/101 (torchvision) or ``timm:<model>`` (any features_only model).
+
+    ``out_indices``: stages by stride, ``i`` -> 1 / 2^(i+1) (1..4 = 1/4..1/32), for both kinds.
+    For timm models ``norm`` replaces their BatchNorm layers only (LayerNorm stays) and
+    ``kwargs`` are extra ``timm.create_model`` arguments.
+    """
 
     name: str = "resnet50"
     norm: Norm = "GN"

@@ -90,6 +90,8 @@ def validate_results(results: Any, gt: dict, source: str = "predictions",
             raise DataError(f"{where}: score {r['score']!r} is not a finite number")
         if "segm" in iou_types:
             _check_segmentation(r.get("segmentation"), sizes[r["image_id"]], where)
+        if ("bbox" in r) != ("bbox" in results[0]):  # pycocotools reads the layout of item 0
+            raise DataError(f"{where}: 'bbox' is given for some predictions but not for others")
         if "bbox" in r or "segm" not in iou_types:
             box = r.get("bbox")
             if (not isinstance(box, list) or len(box) != 4

@@ -164,7 +164,8 @@ class Trainer:
             if completed:
                 self.epoch += 1
             final = self.epoch >= o.epochs or self._should_stop()
-            self._summary(means, time.perf_counter() - start)
+            self._summary(self.epoch if completed else self.epoch + 1, means,
+                          time.perf_counter() - start, completed)
             names = ["last.pth"]
             if self.evaluate is not None and o.val_interval > 0 and (
                     final or (completed and self.epoch % o.val_interval == 0)):
@@ -194,7 +195,7 @@ class Trainer:
         steps = 0
         bar = tqdm(total=self.iters_per_epoch, initial=skip, disable=not self.log.enabled,
                    desc=f"epoch {epoch + 1}/{self.opt.epochs}", dynamic_ncols=True, leave=False)
-        tic = time.perf_counter()
+        tic, logged = time.perf_counter(), 0
         for images, targets in loader:
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             values = self._step(images, targets, epoch)
@@ -208,7 +209,8 @@ class Trainer:
                 toc = time.perf_counter()
                 self.log.record("train", self.iteration, {
                     "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **values,
-                    "sec_per_iter": (toc - tic) / steps})
+                    "sec_per_iter": (toc - tic) / (steps - logged)})
+                tic, logged = toc, steps
             if self._should_stop() and self.epoch_step < len(batches) + skip:
                 break
         else:
@@ -249,12 +251,13 @@ class Trainer:
         self.log.info(f"error: {message}")
         raise TrainingError(message)
 
-    def _summary(self, means: dict[str, float], seconds: float) -> None:
+    def _summary(self, epoch: int, means: dict[str, float], seconds: float,
+                 completed: bool) -> None:
         parts = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "loss")
         lr = self.optimizer.param_groups[0]["lr"]
-        self.log.info(f"epoch {self.epoch}/{self.opt.epochs} iter {self.iteration} "
+        self.log.info(f"epoch {epoch}/{self.opt.epochs} iter {self.iteration} "
                       f"loss {means.get('loss', float('nan')):.4f} ({parts}) lr {lr:.3g} "
-                      f"time {seconds:.1f}s")
+                      f"time {seconds:.1f}s" + ("" if completed else " (stopped: max_iters)"))
 
     def _validate(self) -> bool:
         """Evaluate, log the table and records; True if ``segm/AP`` is a new best."""

@@ -64,7 +64,8 @@ class ObjectBank:
         try:
             data = json.loads(index.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise DataError(f"{index}: object bank index not found (run `vipseg data extract-objects`)") from None
+            raise DataError(f"{index}: object bank index not found "
+                            "(write it with `vipseg data extract-objects`)") from None
         except json.JSONDecodeError as e:
             raise DataError(f"{index}: invalid JSON at line {e.lineno}: {e.msg}") from None
         names = [c["name"] for c in data.get("categories", [])]
@@ -241,10 +242,19 @@ class CopyPaste:
                 pastes.append(self._paste(ball, self._hand(paste, rng), scale, rng, foot=False))
         return pastes
 
-    def pieces(self, pastes: list[Paste]) -> list[tuple[Piece, np.ndarray]]:
-        """Render ``pastes``: (piece with the exact mask, RGB [h, w, 3]) each."""
+    def pieces(self, pastes: list[Paste], src_size: tuple[int, int]) -> list[tuple[Piece, np.ndarray]]:
+        """Render ``pastes`` clipped to an image of ``src_size`` (H, W): (piece with the exact
+        mask, RGB [h, w, 3]) for each paste with pixels inside the image."""
         out = []
         for p in pastes:
             rgb, mask = self.bank.render(p)
-            out.append((Piece(p.label, p.x, p.y, mask, int(mask.sum())), rgb))
+            x0, y0 = max(0, p.x), max(0, p.y)
+            x1, y1 = min(src_size[1], p.box[2]), min(src_size[0], p.box[3])
+            if x1 <= x0 or y1 <= y0:
+                continue
+            sub = (slice(y0 - p.y, y1 - p.y), slice(x0 - p.x, x1 - p.x))
+            mask = np.ascontiguousarray(mask[sub])
+            area = int(mask.sum())
+            if area:
+                out.append((Piece(p.label, x0, y0, mask, area), rgb[sub]))
         return out

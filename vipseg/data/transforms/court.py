@@ -2,10 +2,11 @@
 
 The floor of a sports hall is the largest region of one colour in the lower part of the frame.
 :func:`estimate_court` works on a subsampled copy (long side ~``work_size`` pixels, strided, so
-it reads a few thousand pixels): it finds the dominant colour of the lower two thirds in Lab
-space, keeps the pixels close to it, takes the largest connected component and fills it
-(convex hull, so the players standing on it are inside). When that component is too small the
-whole image is used instead; sampling points from the result never loops.
+it reads a few thousand pixels): it finds the dominant chroma (Lab a, b) of the lower two
+thirds, keeps the pixels close to it (lightness may vary more: lighting changes it most), takes
+the largest connected component and fills it (convex hull, so the players standing on it are
+inside). When that component is too small the whole image is used instead; sampling points
+from the result never loops.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ def whole_image(src_size: tuple[int, int]) -> CourtRegion:
     return CourtRegion(np.ones((1, 1), bool), max(src_size), src_size, False)
 
 
-def estimate_court(image: np.ndarray, work_size: int = 160, color_tol: float = 18.0,
+def estimate_court(image: np.ndarray, work_size: int = 160, color_tol: float = 12.0,
                    min_fraction: float = 0.1) -> CourtRegion:
     """Estimate the floor region of an RGB uint8 image [H, W, 3].
 
-    ``color_tol``: Lab distance to the dominant colour still counted as floor;
+    ``color_tol``: distance in Lab chroma (a, b) to the dominant colour still counted as floor
+    (lightness may differ by 3× as much: lighting changes it most);
     ``min_fraction``: smallest component (fraction of the image) accepted as a court.
     """
     h, w = image.shape[:2]
@@ -57,11 +59,11 @@ def estimate_court(image: np.ndarray, work_size: int = 160, color_tol: float = 1
         return whole_image((h, w))
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     lower = lab[sh // 3:].reshape(-1, 3)
-    bins = (lower // 16).astype(np.int32)
-    keys = bins[:, 0] * 256 + bins[:, 1] * 16 + bins[:, 2]
-    dominant = np.bincount(keys).argmax()
-    ref = lower[keys == dominant].mean(0)
-    close = (np.linalg.norm(lab - ref, axis=2) < color_tol).astype(np.uint8)
+    bins = (lower[:, 1:] // 8).astype(np.int32)  # chroma (a, b) only: lighting changes L
+    keys = bins[:, 0] * 32 + bins[:, 1]
+    ref = lower[keys == np.bincount(keys).argmax()].mean(0)
+    chroma = np.linalg.norm(lab[..., 1:] - ref[1:], axis=2)
+    close = ((chroma < color_tol) & (np.abs(lab[..., 0] - ref[0]) < 3 * color_tol)).astype(np.uint8)
     close = cv2.morphologyEx(close, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(close, connectivity=4)
     if n <= 1:

@@ -83,6 +83,26 @@ def compose(params: GeometryParams) -> np.ndarray:
     return m
 
 
+def valid_box(params: GeometryParams) -> tuple[int, int, int, int]:
+    """Output pixels (x0, y0, x1, y1) whose content stayed on the canvas through the translation.
+
+    Stages act on a canvas of fixed size: what the shear or the translation moves off the
+    canvas is lost and the uncovered part is filled. The single composed warp reproduces that
+    by filling the output outside this box (the shear needs no box: the resized image covers
+    the whole canvas, so "outside the canvas" before the shear is "outside the source").
+    """
+    (nh, nw), (tx, ty) = params.size, params.translate
+    rect = (float(max(0, tx)), float(max(0, ty)), float(min(nw, nw + tx)), float(min(nh, nh + ty)))
+    m = np.eye(3)
+    if params.flip:
+        m = flip_matrix(nw) @ m
+    if params.crop is not None:
+        m = shift_matrix(-params.crop[0], -params.crop[1]) @ m
+    x0, y0, x1, y1 = (int(round(v)) for v in map_box(m, rect))
+    oh, ow = params.out_size
+    return max(0, x0), max(0, y0), max(0, min(ow, x1)), max(0, min(oh, y1))
+
+
 def to_cv2(m: np.ndarray, src_offset: tuple[float, float] = (0, 0),
            dst_offset: tuple[float, float] = (0, 0)) -> np.ndarray:
     """2×3 matrix for ``cv2.warpAffine`` (pixel-centre index coordinates).

@@ -55,7 +55,8 @@ class PhotometricSampler:
         order = (0, 1, 2)
         if rng.random() < self.channel_swap_prob:
             order = tuple(int(i) for i in rng.permutation(3))
-        return PhotometricParams(brightness, contrast, contrast_first, saturation, hue, order)  # type: ignore[arg-type]
+        return PhotometricParams(brightness, contrast, contrast_first, saturation, hue,
+                                 order)  # type: ignore[arg-type]
 
 
 def brightness_contrast_lut(brightness: float, contrast: float) -> np.ndarray:

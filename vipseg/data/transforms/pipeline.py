@@ -34,7 +34,7 @@ from vipseg.config.schema import AugmentConfig
 from vipseg.data.dataset import RawSample
 from vipseg.data.transforms.copy_paste import CopyPaste, ObjectBank, Paste, occlude, paste_pixels
 from vipseg.data.transforms.geometric import (GeometryParams, GeometrySampler, compose, map_box,
-                                              warp)
+                                              valid_box, warp)
 from vipseg.data.transforms.photometric import (PhotometricParams, PhotometricSampler,
                                                 apply_photometric)
 from vipseg.data.masks import rle_box
@@ -153,7 +153,7 @@ class TrainTransform:
                     pieces.append(piece)
         n_orig = len(pieces)
         if params.pastes:
-            rendered = self.copy_paste.pieces(params.pastes)  # type: ignore[union-attr]
+            rendered = self.copy_paste.pieces(params.pastes, src_size)  # type: ignore[union-attr]
             window = window.copy()
             for piece, rgb in rendered:
                 paste_pixels(window, win[:2], piece.x, piece.y, rgb, piece.mask)
@@ -162,11 +162,16 @@ class TrainTransform:
                              cp.min_visible_fraction, cp.min_visible_area)  # type: ignore[union-attr]
         out = warp(np.ascontiguousarray(window), m, out_size, nearest=False, fill=self.fill,
                    src_offset=win[:2])
+        vx0, vy0, vx1, vy1 = valid_box(g)
+        if (vx0, vy0, vx1, vy1) != (0, 0, out_size[1], out_size[0]):
+            kept = out[vy0:vy1, vx0:vx1].copy()
+            out[:] = self.fill
+            out[vy0:vy1, vx0:vx1] = kept
         labels, regions = [], []
         for piece in pieces:
             bx0, by0, bx1, by1 = map_box(m, piece.box)
-            x0, y0 = max(0, math.floor(bx0)), max(0, math.floor(by0))
-            x1, y1 = min(out_size[1], math.ceil(bx1)), min(out_size[0], math.ceil(by1))
+            x0, y0 = max(vx0, math.floor(bx0)), max(vy0, math.floor(by0))
+            x1, y1 = min(vx1, math.ceil(bx1)), min(vy1, math.ceil(by1))
             if x1 <= x0 or y1 <= y0:
                 continue
             region = warp(piece.mask.view(np.uint8), m, (y1 - y0, x1 - x0), nearest=True,

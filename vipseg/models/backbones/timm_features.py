@@ -27,7 +27,7 @@ import torch.nn as nn
 from timm.layers import BatchNormAct2d, freeze_batch_norm_2d
 
 from vipseg.errors import ConfigError
-from vipseg.models.norms import group_norm, norm_factory
+from vipseg.models.norms import norm_factory
 
 TIMM_PREFIX = "timm:"
 # Tried in order: the first one the model accepts lets it take any (padded) input size.
@@ -45,8 +45,9 @@ def _create(model_name: str, options: dict[str, Any]) -> nn.Module:
             return timm.create_model(model_name, pretrained=False, features_only=True,
                                      **size_option, **options)
         except TypeError as e:
-            if not size_option or next(iter(size_option)) not in str(e):
-                raise
+            if not (size_option and next(iter(size_option)) in str(e)):
+                raise ConfigError(f"model.backbone: timm model {model_name!r} rejects the "
+                                  f"arguments {sorted(options)}: {e}") from None
     raise AssertionError("unreachable: the last size option is empty")
 
 
@@ -56,16 +57,16 @@ def replace_batchnorm(module: nn.Module, norm: str) -> nn.Module:
         return module
     if norm == "FrozenBN":
         return freeze_batch_norm_2d(module)
-    norm_factory(norm)  # rejects unknown names
-    if norm == "none":
+    factory = norm_factory(norm)  # GN here; rejects unknown names
+    if factory is None:
         raise ConfigError("model.backbone.norm 'none' is not supported for timm backbones; "
                           "use BN, SyncBN, GN or FrozenBN")
     for name, child in module.named_children():
         if isinstance(child, BatchNormAct2d):
-            setattr(module, name, nn.Sequential(group_norm(child.num_features), child.drop,
+            setattr(module, name, nn.Sequential(factory(child.num_features), child.drop,
                                                 child.act))
         elif isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, group_norm(child.num_features))
+            setattr(module, name, factory(child.num_features))
         else:
             replace_batchnorm(child, norm)
     return module

@@ -9,7 +9,7 @@ owner map, so every painted pixel belongs to exactly one instance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -47,7 +47,6 @@ class Pose:
     width: float  # shoulder half-width (units), smaller when seen from the side
     lift: float = 0.0
     bulk: float = 1.0
-    hands: list[np.ndarray] = field(default_factory=list)  # filled by draw_person
 
 
 def team_outfits(rng: np.random.Generator) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -106,12 +105,13 @@ def _limb(start: np.ndarray, angle: float, length: float, facing: int) -> np.nda
     return start + length * np.array([np.sin(angle) * facing, -np.cos(angle)])
 
 
-def draw_person(pose: Pose, height_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rasterise ``pose`` at ``height_px`` pixels tall: (labels uint8 [h, w], origin [2]).
+def draw_person(pose: Pose, height_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rasterise ``pose`` at ``height_px`` pixels tall: (labels uint8 [h, w], origin [2],
+    hands [2, 2]).
 
     ``origin`` is the crop pixel (x, y) of the point between the feet on the floor (before the
-    jump lift), so the crop goes at ``foot - origin`` in the image. Also fills ``pose.hands``
-    with the two wrist positions in crop pixels (near arm first).
+    jump lift), so the crop goes at ``foot - origin`` in the image; ``hands`` are the wrists'
+    crop pixels (x, y), near arm first.
     """
     f, s, b = pose.facing, float(height_px), pose.bulk
     pelvis = np.array([0.0, 0.5])
@@ -152,7 +152,7 @@ def draw_person(pose: Pose, height_px: float) -> tuple[np.ndarray, np.ndarray]:
     front = [lm for lm in limbs if lm[0] == 0]
     for _, kind, (p0, p1, p2), (t0, t1) in back:
         base = SKIN + BACK
-        seg(p0, p1, SHORTS + BACK if kind == "leg" else JERSEY + BACK, t0)
+        seg(p0, p1, SHORTS + BACK if kind == "leg" else base, t0)
         seg(p1, p2, base, t1)
         if kind == "leg":
             seg(p0 + 0.45 * (p1 - p0), p1, base, t0 * 0.85)
@@ -180,7 +180,7 @@ def draw_person(pose: Pose, height_px: float) -> tuple[np.ndarray, np.ndarray]:
             seg(p1, p2, SKIN, t1)
             _shoe(lab, px(p2), f, s, SHOES)
         else:
-            seg(p0, p1, JERSEY if pose.width > 0.09 else SKIN, t0)
+            seg(p0, p1, SKIN, t0)  # sleeveless jersey
             seg(p1, p2, SKIN, t1)
     hx, hy = px(head)
     axes = (int(0.05 * s * 8), int(0.065 * s * 8))
@@ -188,8 +188,8 @@ def draw_person(pose: Pose, height_px: float) -> tuple[np.ndarray, np.ndarray]:
     cv2.ellipse(lab, (hx - f * axes[0] // 4, hy - axes[1] // 3), axes, 0, 180, 360, HAIR, -1,
                 cv2.LINE_8, 3)
     origin = np.array([-lo[0] * s, hi[1] * s])
-    pose.hands = [np.array(px(joints[f"wrist{i}"]), float) / 8 for i in range(2)]
-    return lab, origin
+    hands = np.array([px(joints[f"wrist{i}"]) for i in range(2)], float) / 8
+    return lab, origin, hands
 
 
 def _shoe(lab: np.ndarray, ankle: tuple[int, int], facing: int, s: float, label: int) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vipseg.data.tools.demo.court import PERSON_HEIGHT, Camera, random_camera, render_court
+from vipseg.data.tools.demo.court import (COURT_LENGTH, COURT_WIDTH, MARGIN, PERSON_HEIGHT, Camera,
+                                          random_camera, render_court)
 from vipseg.data.tools.demo.people import (colour_parts, draw_person, random_outfit, random_pose,
                                            team_outfits)
 
@@ -83,7 +84,7 @@ def _place_people(rng: np.random.Generator, camera: Camera, n: int) -> np.ndarra
     w, h = camera.size
     lo_y = camera.horizon + 0.06 * (h - camera.horizon)
     centre_img = np.array([[rng.uniform(0.15, 0.85) * w, rng.uniform(lo_y + 0.2 * (h - lo_y), h * 0.9)]])
-    centre = camera.to_court(centre_img)[0]
+    centre = np.clip(camera.to_court(centre_img)[0], 0.0, [COURT_LENGTH, COURT_WIDTH])
     spread = rng.uniform(1.2, 3.0)
     feet = []
     while len(feet) < n:
@@ -92,7 +93,8 @@ def _place_people(rng: np.random.Generator, camera: Camera, n: int) -> np.ndarra
         else:
             p = camera.to_court(np.array([[rng.uniform(-0.03, 1.03) * w, rng.uniform(lo_y, h * 1.08)]]))[0]
         x, y = camera.to_image(p[None])[0]
-        if lo_y <= y <= h * 1.1 and -0.05 * w <= x <= 1.05 * w:
+        on_floor = (-MARGIN < p[0] < COURT_LENGTH + MARGIN) and (-MARGIN < p[1] < COURT_WIDTH + MARGIN)
+        if on_floor and lo_y <= y <= h * 1.1 and -0.05 * w <= x <= 1.05 * w:
             feet.append(p)
     return np.array(feet)
 
@@ -118,7 +120,7 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
                  n_people: int | None = None) -> Scene:
     """Render one scene of ``size`` (width, height) pixels with exact per-instance ownership.
 
-    ``n_people`` defaults to a draw close to the DeepSport count (mean 7.5, 1..17).
+    ``n_people`` defaults to a draw close to the DeepSport count (about 7.5 per image, 1..17).
     """
     camera = random_camera(rng, size)
     canvas = render_court(rng, camera)
@@ -132,7 +134,8 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
     n_ref = int(rng.integers(0, 3)) if n > 3 else 0
     order = np.argsort(feet_img[:, 1], kind="stable")  # far (small y) first
     ball_mode = str(rng.choice(["hand", "air", "floor"], p=[0.6, 0.25, 0.15]))
-    holder = int(order[rng.integers(len(order))])
+    players = order[order >= n_ref]  # referees (the first n_ref) do not hold the ball
+    holder = int(players[rng.integers(len(players))])
     categories: list[int] = []
 
     def add_ball(centre: np.ndarray, diameter: float) -> None:
@@ -156,13 +159,13 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
         referee = j < n_ref
         outfit = random_outfit(rng, int(j % 2), teams, referee)
         height = PERSON_HEIGHT * ppm[j] * 0.92 * rng.uniform(0.9, 1.08)
-        lab, origin = draw_person(pose, height)
+        lab, origin, hands = draw_person(pose, height)
         rgb = colour_parts(rng, lab, outfit)
         top_left = np.round(feet_img[j] - origin).astype(int)
         categories.append(HUMAN)
         paste(canvas, owner, rgb, lab, (int(top_left[0]), int(top_left[1])), len(categories))
         if ball_mode == "hand" and j == holder:
-            hand = pose.hands[0] + top_left + np.array([pose.facing * 0.02 * height, 0.0])
+            hand = hands[0] + top_left + np.array([pose.facing * 0.02 * height, 0.0])
             add_ball(hand, BALL_DIAMETER * ppm[j])
     if ball_at is not None:
         add_ball(*ball_at)
