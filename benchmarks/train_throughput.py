@@ -8,7 +8,7 @@ weights_backbone=None, num_classes=3)`` (BN, 4-conv heads), on the same device, 
 images with a few random box/mask targets. AMP bf16 for all on CUDA. The models are timed in
 interleaved rounds (one step of each per round, the order rotating) so that load from other
 processes on a shared machine hits them alike. Prints images/s of each and the ratio
-vipseg / torchvision (goal >= 1).
+vipseg / torchvision (goal >= 1), from the median step time of each.
 
     python benchmarks/train_throughput.py --device cuda --iters 20 --batch 2
     OMP_NUM_THREADS=2 python benchmarks/train_throughput.py --device cpu --iters 3 --batch 1
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -125,10 +126,12 @@ def main() -> None:
             seconds = r.step()
             if i >= args.warmup:
                 r.times.append(seconds)
-    base = args.batch * args.iters / sum(runners[0].times)
+    base = args.batch / statistics.median(runners[0].times)
     for r in runners:
-        ips = args.batch * args.iters / sum(r.times)
-        print(f"{r.name:48s} {ips:8.3f} img/s  ratio to torchvision {ips / base:.3f}")
+        ips = args.batch / statistics.median(r.times)
+        steps = " ".join(f"{t:.2f}" for t in r.times)
+        print(f"{r.name:48s} {ips:8.3f} img/s  ratio to torchvision {ips / base:.3f}  "
+              f"(step seconds: {steps})")
 
 
 if __name__ == "__main__":

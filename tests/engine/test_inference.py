@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import roi_align
 
@@ -18,7 +20,7 @@ from tests.helpers import make_shapes_dataset
 from vipseg.data.dataset import CocoInstanceDataset
 from vipseg.data.masks import decode, encode_many
 from vipseg.data.transforms import basic
-from vipseg.config.schema import TestConfig
+from vipseg.config import schema
 from vipseg.engine.evaluation import coco_metrics, evaluate_model
 from vipseg.engine.inference import paste_masks_to_rles, predict_dataset
 from vipseg.errors import DataError
@@ -56,6 +58,7 @@ class FakeDetector(torch.nn.Module):
     def __init__(self, dataset: CocoInstanceDataset, scale):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("calls", torch.zeros(()))  # DDP would sync it in every forward
         self.by_hash = {}
         resize = basic.TestTransform(scale)
         for i in range(len(dataset)):
@@ -110,7 +113,7 @@ def test_predict_dataset_maps_back_to_original_pixels(shapes):
 def test_evaluate_model_scores_against_the_annotation_file(shapes):
     dataset = make_dataset(shapes)
     m = evaluate_model(FakeDetector(dataset, SCALE), dataset, device="cpu",
-                       test_cfg=TestConfig(paste_chunk=2))
+                       test_cfg=schema.TestConfig(paste_chunk=2))
     assert m["bbox/AP"] > 0.99 and m["segm/AP/human"] > 0.9 and "segm/AP/ball" in m
 
 
@@ -129,12 +132,14 @@ def test_category_ids_override_and_missing_ids(shapes):
 
 def _ddp_worker(rank: int, world: int, port: int, shapes, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+                            world_size=world, timeout=timedelta(seconds=60))
     torch.set_num_threads(1)
     try:
         dataset = make_dataset(shapes)
-        results = predict_dataset(FakeDetector(dataset, SCALE), dataset, device="cpu",
-                                  distributed=True, progress=False)
+        # 5 images: rank 0 predicts 3, rank 1 predicts 2, as the trainer's DDP model would
+        model = DistributedDataParallel(FakeDetector(dataset, SCALE))
+        results = predict_dataset(model, dataset, device="cpu", distributed=True,
+                                  progress=False)
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(results, f)
     finally:

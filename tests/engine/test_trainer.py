@@ -17,7 +17,7 @@ from vipseg.config import Config, load_config
 from vipseg.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from vipseg.engine.run_dir import RunLog, new_run_dir
 from vipseg.engine.trainer import check_amp, train
-from vipseg.errors import ConfigError, TrainingError
+from vipseg.errors import ConfigError, DataError, TrainingError
 
 TINY = Path(__file__).resolve().parents[2] / "configs/exp/mask_rcnn/tiny_cpu.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,8 +62,9 @@ class Flaky(nn.Module):
 
 
 def test_overfits_four_images(shapes, tmp_path):
-    cfg = tiny_cfg(shapes, "train.epochs=60", "train.batch_size=4", "train.val_interval=60",
-                   "augment.hflip_prob=0", "optimizer.lr=0.004", "schedule.warmup_iters=10",
+    # 80 steps of 2 images; seeds 0, 1, 2 reached mask AP 0.70, 0.64, 0.64 (AP50 ~1.0).
+    cfg = tiny_cfg(shapes, "train.epochs=40", "train.batch_size=2", "train.val_interval=40",
+                   "augment.hflip_prob=0", "optimizer.lr=0.002", "schedule.warmup_iters=10",
                    "train.log_interval=20")
     result = train(cfg, "overfit", work_dir=tmp_path, device="cpu")
     assert result.val_metrics["segm/AP"] >= 0.5, result.val_metrics
@@ -75,7 +76,7 @@ def test_overfits_four_images(shapes, tmp_path):
     val = records(run, "val")
     assert len(val) == 1 and val[0]["segm/AP"] == result.best_ap
     log = (run / "log.txt").read_text()
-    assert "epoch 60/60 iter 60 loss" in log and "AP/human" in log
+    assert "epoch 40/40 iter 80 loss" in log and "AP/human" in log
 
 
 def test_resume_gives_the_same_next_step_loss(shapes, tmp_path):
@@ -111,6 +112,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_pa
     assert load_checkpoint(run / "last.pth")["iteration"] == 2
     assert (run / "epoch_1.pth").exists() and not (run / "epoch_2.pth").exists()
     assert "error: non-finite loss" in (run / "log.txt").read_text()
+
+
+def test_resume_with_another_model_is_a_one_line_error(shapes, tmp_path):
+    first = train(tiny_cfg(shapes, "train.epochs=1", "train.batch_size=4", "train.val_interval=0"),
+                  "mismatch", work_dir=tmp_path, device="cpu", model=Flaky())
+    cfg = tiny_cfg(shapes, "train.epochs=2", "train.batch_size=4", "train.val_interval=0")
+    with pytest.raises(DataError, match="does not fit this config's model") as err:
+        train(cfg, "mismatch", work_dir=tmp_path, resume=True, device="cpu",
+              model=nn.Linear(2, 2))
+    assert str(err.value).startswith(str(first.run_dir / "last.pth"))
+    assert "\n" not in str(err.value)
 
 
 def test_bf16_autocast_and_gradient_clipping_on_cpu(shapes, tmp_path):

@@ -9,9 +9,12 @@ from pathlib import Path
 
 from vipseg.errors import DataError
 
-PROTOCOL_HELP = ("coco: score every ground-truth image (an image without predictions counts "
-                 "as all missed); vipriors: exactly the official VIPriors script, which scores "
-                 "only images that have at least one prediction")
+
+def _add_protocol_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", choices=("coco", "vipriors"), default="coco",
+                   help="coco: score every ground-truth image (an image without predictions "
+                   "counts as all missed); vipriors: exactly the official VIPriors script, which "
+                   "scores only images that have at least one prediction")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -43,7 +46,7 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder; none: <checkpoint folder>/test for a submission, nothing "
                    "written for --valid (given: metrics.json and the val predictions)")
-    p.add_argument("--protocol", choices=("coco", "vipriors"), default="coco", help=PROTOCOL_HELP)
+    _add_protocol_arg(p)
     _add_common_args(p)
     p.set_defaults(func=run_test)
 
@@ -55,7 +58,7 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     p.add_argument("gt", metavar="GT.json", help="labelled COCO annotation file")
     p.add_argument("predictions", metavar="PRED.json",
                    help="COCO result list (.json) or submission zip")
-    p.add_argument("--protocol", choices=("coco", "vipriors"), default="coco", help=PROTOCOL_HELP)
+    _add_protocol_arg(p)
     p.add_argument("--iou-types", nargs="+", choices=("segm", "bbox"), default=["segm", "bbox"],
                    help="what to score: masks (segm) and/or boxes (bbox)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON, not a table")

@@ -34,12 +34,13 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     parser.add_argument("overrides", metavar="key=value", nargs="*", default=[],
                         help="config overrides, e.g. train.epochs=3 optimizer.lr=0.01")
     parser.add_argument("--work-dir", default="output", help="parent folder of all runs")
-    parser.add_argument("--data-root", default=None,
+    parser.add_argument("--data-root", default=argparse.SUPPRESS,
                         help="dataset root folder (default: the config's dataset.root)")
-    parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CKPT",
+    parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=argparse.SUPPRESS,
+                        metavar="CKPT",
                         help="resume from CKPT, or without a value from the newest last.pth "
                         "under WORK_DIR/NAME/; the run continues in the checkpoint's folder")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=argparse.SUPPRESS,
                         help="device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run_train)
 
@@ -50,14 +51,16 @@ def run_train(args: argparse.Namespace) -> int:
     from vipseg.engine.trainer import train
 
     overrides = list(args.overrides)
-    resume = args.resume
+    resume = getattr(args, "resume", None)
     # `--resume key=value` : argparse took an override as the checkpoint path.
     if resume not in (None, RESUME_LATEST) and "=" in resume and not Path(resume).exists():
         overrides.insert(0, resume)
         resume = RESUME_LATEST
     cfg = load_config(args.config, overrides)
-    result = train(cfg, args.name, work_dir=args.work_dir, data_root=args.data_root,
-                   resume=True if resume == RESUME_LATEST else resume, device=args.device)
+    result = train(cfg, args.name, work_dir=args.work_dir,
+                   data_root=getattr(args, "data_root", None),
+                   resume=True if resume == RESUME_LATEST else resume,
+                   device=getattr(args, "device", None))
     if result.run_dir is not None:
         best = "n/a" if result.best_ap is None else f"{result.best_ap:.4f}"
         print(f"done: epoch {result.epoch}, iteration {result.iteration}, best segm/AP {best}; "

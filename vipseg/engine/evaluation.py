@@ -21,16 +21,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from vipseg.data.coco import read_json
 from vipseg.engine.inference import predict_dataset
 from vipseg.errors import DataError
 
@@ -40,22 +39,10 @@ SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6
 
 
 # ------------------------------------------------------------------------------- loading inputs
-def load_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file; ``DataError`` naming ``path`` if it is missing or malformed."""
-    p = Path(path)
-    try:
-        with open(p, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{p}: {what} file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
-
-
 def load_ground_truth(gt: str | Path | dict) -> dict:
     """A COCO ground-truth dict from a path or a dict; checks images and categories exist."""
     source = str(gt) if not isinstance(gt, dict) else "ground truth"
-    data = load_json(gt, "ground-truth") if not isinstance(gt, dict) else gt
+    data = read_json(gt) if not isinstance(gt, dict) else gt
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{source}: not a COCO file (no 'images' list)")
     if not data.get("categories"):

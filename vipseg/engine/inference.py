@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 from tqdm import tqdm
@@ -124,7 +125,7 @@ def predict_dataset(model: torch.nn.Module, dataset: Any, *, device: str | torch
     ``category_ids[label]`` overrides ``dataset.label_to_category_id(label)`` (for images-only
     files). ``amp``: ``none``, ``bf16`` or ``fp16`` autocast. With ``distributed`` (and
     torch.distributed initialised) rank r predicts images r, r + world, ... and every rank
-    returns the full list, in dataset order.
+    returns the full list, in dataset order. A DDP-wrapped model is run unwrapped.
     """
     if amp not in ("none", *AMP_DTYPES):
         raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
@@ -134,6 +135,9 @@ def predict_dataset(model: torch.nn.Module, dataset: Any, *, device: str | torch
     indices = list(range(rank, len(dataset), world))
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, collate_fn=collate)
+    # A DDP wrapper would sync buffers in every forward, and shards may differ by one image.
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
     was_training = model.training
     model.eval()
     autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp != "none"

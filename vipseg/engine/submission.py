@@ -18,7 +18,8 @@ import torch
 
 from vipseg.config.schema import Config
 from vipseg.data.build import build_dataset, split_paths
-from vipseg.engine.evaluation import coco_metrics, load_json
+from vipseg.data.coco import read_json
+from vipseg.engine.evaluation import coco_metrics
 from vipseg.engine.inference import predict_dataset
 from vipseg.errors import DataError
 from vipseg.utils.io import atomic_write_bytes, atomic_write_json, ensure_new_output
@@ -38,7 +39,7 @@ def category_ids_from_config(cfg: Config, root: str | Path | None = None) -> lis
         tried.append(str(ann))
         if not ann.is_file():
             continue
-        by_name = {c["name"]: c["id"] for c in load_json(ann, "annotation").get("categories", [])}
+        by_name = {c["name"]: c["id"] for c in read_json(ann).get("categories", [])}
         if all(name in by_name for name in cfg.dataset.classes):
             return [by_name[name] for name in cfg.dataset.classes]
     raise DataError(f"{' or '.join(tried)}: no annotation file names every class of "
@@ -71,7 +72,7 @@ def read_predictions(path: str | Path) -> Any:
     """A prediction file: COCO result JSON, or a submission zip holding one ``.json`` file."""
     p = Path(path)
     if p.suffix.lower() != ".zip":
-        return load_json(p, "prediction")
+        return read_json(p)
     try:
         with zipfile.ZipFile(p) as zf:
             names = [n for n in zf.namelist() if n.lower().endswith(".json")]
@@ -108,7 +109,7 @@ def score_val_split(model: torch.nn.Module, cfg: Config, *, device: str | torch.
     for path in outputs:
         ensure_new_output(path, force)
     dataset = build_dataset(cfg, "val", train=False, root=root)
-    gt = load_json(dataset.ann_file, "annotation")
+    gt = read_json(dataset.ann_file)
     results = _predict(model, cfg, dataset, device, progress=progress)
     metrics = coco_metrics(gt, results, protocol=protocol, class_names=cfg.dataset.classes)
     if outputs:

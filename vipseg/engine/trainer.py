@@ -121,9 +121,15 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Restore everything :meth:`state_dict` saved; RNG states only if the world size
         matches (otherwise each rank is re-seeded from ``seed + rank + iteration``)."""
-        ddp.unwrap(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            ddp.unwrap(self.model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+            raise DataError(f"{source}: checkpoint does not fit this config's model or "
+                            f"optimizer ({detail})") from None
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])

@@ -146,3 +146,7 @@ def test_bank_and_config_errors(tmp_path, shapes):
         build_train_transform(aug, str(shapes), CLASSES)
     with pytest.raises(ConfigError, match="bank"):
         build_train_transform(AugmentConfig(copy_paste=CopyPasteConfig(enabled=True)), str(shapes))
+    with pytest.raises(ConfigError, match="augment.scales"):
+        build_train_transform(AugmentConfig(scales=[]))
+    with pytest.raises(ConfigError, match="augment.crop_size"):
+        build_train_transform(AugmentConfig(crop_size=[100]))

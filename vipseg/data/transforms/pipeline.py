@@ -217,6 +217,11 @@ def build_train_transform(augment: AugmentConfig, root: str = "",
     ``root``: dataset root (the object bank path is relative to it); ``classes``: label order
     (``cfg.dataset.classes``) used to label pasted objects.
     """
+    if not augment.scales or any(len(s) != 2 or min(s) < 1 for s in augment.scales):
+        raise ConfigError(f"augment.scales must be a non-empty list of [long, short] sizes, "
+                          f"got {augment.scales}")
+    if augment.crop_size is not None and (len(augment.crop_size) != 2 or min(augment.crop_size) < 1):
+        raise ConfigError(f"augment.crop_size must be [width, height], got {augment.crop_size}")
     geo = augment.geometric
     geometry = GeometrySampler(augment.scales, augment.hflip_prob, geo.shear_max_degrees,
                                geo.shear_prob, geo.translate_max_fraction, geo.translate_prob,
