@@ -11,6 +11,16 @@ from vipseg.config.schema import Config
 from vipseg.data.dataset import CocoInstanceDataset, collate
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine two threads wait on each other and a
+    training step of the tiny model takes ~10x longer than on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_cfg(repo) -> Config:
     return load_config(repo / "configs/exp/mask_rcnn/tiny_cpu.yaml")

@@ -45,6 +45,8 @@ class TestTransform:
     image map back by dividing coordinates by it.
     """
 
+    __test__ = False  # not a pytest test class despite its name
+
     def __init__(self, scale: tuple[int, int] | list[int]) -> None:
         self.long, self.short = int(max(scale)), int(min(scale))
 
