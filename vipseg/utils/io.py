@@ -1,4 +1,4 @@
-"""Atomic file writes and output-folder guards.
+"""Atomic file and folder writes, and output guards.
 
 Outputs are written to a temporary file in the destination folder, flushed, then renamed over
 the target, so a crash never leaves a half-written file. Tools refuse to replace an existing
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,3 +60,40 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = No
     """Serialise ``obj`` as JSON and write it atomically (compact unless ``indent`` is given)."""
     sep = None if indent is not None else (",", ":")
     atomic_write_text(path, json.dumps(obj, indent=indent, separators=sep))
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``.
+
+    Refuses an existing ``path`` unless ``force`` (``OutputExistsError``). On failure the
+    temporary folder is removed and ``path`` is left as it was.
+    """
+    target = ensure_new_output(path, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists() or target.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def link_or_copy(src: Path, dst: Path, copy: bool = False) -> str:
+    """Hard-link ``src`` to ``dst`` (copy if linking fails or ``copy``); returns 'link'/'copy'."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not copy:
+        try:
+            os.link(src, dst)
+            return "link"
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+    return "copy"

@@ -20,7 +20,7 @@ import numpy as np
 
 from vipseg.data.coco import CocoFile, load_coco
 from vipseg.data.masks import decode, encode, rle_area, rle_to_bbox
-from vipseg.data.tools._io import atomic_dir
+from vipseg.utils.io import atomic_dir
 from vipseg.data.tools.demo.court import random_camera, render_court
 from vipseg.data.tools.demo.people import (HAIR, JERSEY, NUMBER, SHOES, SHORTS, SKIN, colour_parts,
                                            random_outfit, team_outfits)

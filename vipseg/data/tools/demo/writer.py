@@ -16,7 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from vipseg.data.tools.demo.scene import BALL, HUMAN, render_scene
-from vipseg.data.tools._io import atomic_dir
+from vipseg.utils.io import atomic_dir
 from vipseg.utils.io import atomic_write_bytes, atomic_write_json
 
 CATEGORIES = [{"id": HUMAN, "name": "human"}, {"id": BALL, "name": "ball"}]
