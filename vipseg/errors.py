@@ -26,6 +26,10 @@ class OutputExistsError(VipsegError):
     """An output already exists and ``--force`` was not given."""
 
 
+class OutputError(VipsegError):
+    """An output cannot be written where asked (e.g. its folder is a file or not writable)."""
+
+
 class TrainingError(VipsegError):
     """Training cannot go on (e.g. a non-finite loss)."""
 

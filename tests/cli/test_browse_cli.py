@@ -6,6 +6,7 @@ import cv2
 
 from tests.helpers import make_shapes_dataset
 from vipseg.cli.main import main
+from vipseg.data.tools import browse as browse_tool
 from vipseg.data.tools.extract_objects import extract_objects
 
 
@@ -29,8 +30,27 @@ def test_browse_writes_samples_and_guards_its_output(tmp_path, repo, capsys):
     assert [f.read_bytes() for f in files] == first  # same seed, same samples
     assert main(args + ["--force", "--seed", "1"]) == 0
     assert [f.read_bytes() for f in sorted(out.glob("*.png"))] != first
-    assert main(args[:-3] + ["--output-dir", str(tmp_path / "shown"), "--show"]) == 2
-    assert "--show" in capsys.readouterr().err
+
+
+def test_show_without_gui_still_writes_the_files(tmp_path, repo, capsys, monkeypatch):
+    """No window is ever opened in tests: imshow/waitKey are replaced by recorders."""
+    root = tmp_path / "data"
+    make_shapes_dataset(root, "train", n_images=2, size=(96, 80))
+    shown = []
+    monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay=0: ord(" "))
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    args = ["data", "browse", str(repo / "configs/exp/mask_rcnn/tiny_cpu.yaml"), "--data-root",
+            str(root), "--num", "3", "--show", "augment.crop_size=[64,48]"]
+    monkeypatch.setattr(browse_tool, "has_gui", lambda: False)
+    assert main(args + ["--output-dir", str(tmp_path / "headless")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--show" in err[0] and "no window support" in err[0]
+    assert len(list((tmp_path / "headless").glob("*.png"))) == 3 and shown == []
+    monkeypatch.setattr(browse_tool, "has_gui", lambda: True)
+    assert main(args + ["--output-dir", str(tmp_path / "gui")]) == 0
+    assert capsys.readouterr().err == ""
+    assert len(list((tmp_path / "gui").glob("*.png"))) == 3 and shown == [(48, 64, 3)] * 3
 
 
 def test_browse_is_documented(capsys):

@@ -113,6 +113,34 @@ def test_test_command_valid_submission_and_refusals(data, checkpoint, tmp_path, 
     assert run(capsys, "test", config, ckpt, *common, "--force", "test.score_thresh=0.5")[0] == 0
 
 
+def test_test_submission_scores_through_eval(checkpoint, tmp_path, capsys):
+    """`vipseg test` on a test split whose ground truth is known (categories with ids of their
+    own: human=7, ball=3), then `vipseg eval GT submission.zip`."""
+    config, ckpt = checkpoint
+    root = tmp_path / "data"
+    ids = {1: 7, 2: 3}
+    for split, seed in (("val", 1), ("test", 2)):
+        make_shapes_dataset(root, split, n_images=2, size=(96, 80), seed=seed)
+        coco = json.loads((root / f"{split}.json").read_text())
+        coco["categories"] = [{**c, "id": ids[c["id"]]} for c in coco["categories"]]
+        for a in coco["annotations"]:
+            a["category_id"] = ids[a["category_id"]]
+        (root / f"{split}.json").write_text(json.dumps(coco))
+    gt = json.loads((root / "test.json").read_text())
+    (root / "test_gt.json").write_text(json.dumps(gt))
+    (root / "test.json").write_text(json.dumps({"images": gt["images"]}))
+    out = tmp_path / "sub"
+    code, _, err = run(capsys, "test", config, ckpt, "--out", out, "--data-root", root,
+                       "--device", "cpu", "dataset.test_scale=[128,96]")
+    assert code == 0, err
+    preds = json.loads((out / "result.segm.json").read_text())
+    assert preds and {p["category_id"] for p in preds} <= {7, 3}
+    code, out_text, err = run(capsys, "eval", root / "test_gt.json", out / "submission.zip",
+                              "--json")
+    assert code == 0, err
+    assert json.loads(out_text) == coco_metrics(gt, preds)
+
+
 def test_test_command_rejects_mismatched_weights(data, checkpoint, tmp_path, capsys):
     config, _ = checkpoint
     save_checkpoint(tmp_path / "bad.pth", {"model": {"head.weight": torch.zeros(2)}})

@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
 from vipseg.cli.main import build_parser, main
+from vipseg.config import load_config
 from vipseg.engine.checkpoint import load_checkpoint
 
 TINY = str(Path(__file__).resolve().parents[2] / "configs/exp/mask_rcnn/tiny_cpu.yaml")
@@ -73,3 +74,29 @@ def test_existing_run_folder_is_never_overwritten_and_resume_continues(tmp_path,
     assert main([*args, "--resume", "train.max_iters=2"]) == 0
     assert load_checkpoint(run / "last.pth")["iteration"] == 2
     assert sorted(p.name for p in run.parent.iterdir()) == [taken.name, run.name]
+
+
+def test_data_root_is_recorded_in_config_yaml(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    make_shapes_dataset(root, "train", n_images=2)
+    out = tmp_path / "out"
+    assert main(["train", TINY, "first", "--work-dir", str(out), "--data-root", str(root),
+                 "--device", "cpu", "train.max_iters=1", *FAST]) == 0
+    config = next((out / "first").iterdir()) / "config.yaml"
+    assert load_config(config).dataset.root == str(root)
+    assert load_checkpoint(config.with_name("last.pth"))["config"] == config.read_text()
+    # config.yaml alone reproduces the run, from a folder without the config's default root.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", str(config), "again", "--work-dir", str(out), "--device", "cpu"]) == 0
+    assert load_checkpoint(next((out / "again").iterdir()) / "last.pth")["iteration"] == 1
+
+
+def test_model_config_error_leaves_no_run_folder(tmp_path, capsys):
+    root = tmp_path / "data"
+    make_shapes_dataset(root, "train", n_images=2)
+    rc = main(["train", TINY, "bad", "--work-dir", str(tmp_path / "out"), "--data-root",
+               str(root), "--device", "cpu", "model.rpn.anchor_sizes=[8,16]", *FAST])
+    assert rc == 2 and "anchor_sizes" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()

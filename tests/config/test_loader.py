@@ -98,3 +98,12 @@ def test_dump_reproduces_config(repo):
 def test_shipped_experiment_configs_validate(repo, path):
     cfg = load_config(repo / path)
     assert cfg.num_classes == 2
+
+
+def test_validation_error_names_the_source_of_the_bad_key(tmp_path):
+    f = write(tmp_path / "exp.yaml", "augment: {hflip_prob: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"^command line: augment.hflip_prob"):
+        load_config(f, ["augment.hflip_prob=3"])
+    bad = write(tmp_path / "bad.yaml", "augment: {hflip_prob: 3.0}\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}: augment.hflip_prob"):
+        load_config(bad)

@@ -154,6 +154,51 @@ def test_polygon_with_fewer_than_3_points(tmp_path):
     assert "annotation 11" in msg and "2 point(s), at least 3" in msg
 
 
+def test_rle_string_counts_of_another_pixel_total(tmp_path):
+    d = good()
+    d["annotations"][0]["segmentation"] = {"size": [H, W],
+                                           "counts": encode(np.zeros((H, W + 3), np.uint8))["counts"]}
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 10" in msg and f"add up to {H * (W + 3)} pixels, the image has {H * W}" in msg
+
+
+@pytest.mark.parametrize("counts, problem", [
+    ("!!!!", "characters outside '0'..'o'"),
+    ("2o", "ends in the middle of a number"),
+    ("oooooooo1", "longer than 7 characters"),
+    ("0" + "1" * 40, "add up to 420 pixels"),  # runs 0, 1, 1, then +1 on the one 2 before
+    ("@", "decodes to a negative run length"),  # 0x10 on the last character = sign
+])
+def test_corrupt_rle_string_counts(tmp_path, counts, problem):
+    d = good()
+    d["annotations"][0]["segmentation"] = {"size": [H, W], "counts": counts}
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 10" in msg and problem in msg
+
+
+@pytest.mark.parametrize("x", [1000, 1e9, -5])
+def test_polygon_point_outside_image(tmp_path, x):
+    d = good()
+    d["annotations"][1]["segmentation"] = [[10, 1, x, 1, 15, 5]]
+    msg = error_of(write(tmp_path, d))
+    assert "annotation 11" in msg and "polygon 0 has points outside the 20x10 image" in msg
+
+
+@pytest.mark.parametrize("v", [float("nan"), float("inf")])
+def test_polygon_point_not_finite(tmp_path, v):
+    d = good()
+    d["annotations"][1]["segmentation"] = [[10, 1, 15, v, 15, 5]]
+    msg = error_of(write(tmp_path, d))  # json.dumps writes NaN / Infinity, json.loads reads them
+    assert "annotation 11" in msg and "flat list of finite numbers" in msg
+
+
+def test_polygon_within_one_pixel_tolerance_is_fine(tmp_path):
+    d = good()
+    d["annotations"][1]["segmentation"] = [[-1, -1, W + 1, 0, W + 1, H + 1]]
+    d["annotations"][1]["bbox"] = [-1, -1, W + 2, H + 2]
+    load_coco(write(tmp_path, d))
+
+
 def test_bbox_outside_image(tmp_path):
     d = good()
     d["annotations"][0]["bbox"] = [15, 2, 8, 6]  # x + w = 23 > 20 + 1
@@ -207,6 +252,34 @@ def test_image_file_of_another_size(tmp_path):
     cv2.imwrite(str(root / "a.png"), np.zeros((H, W + 5, 3), np.uint8))
     msg = error_of(write(tmp_path, good()), images_dir=root)
     assert "image 1" in msg and f"is {W + 5}x{H}, the JSON says {W}x{H}" in msg
+
+
+def _truncate(path: Path, n: int) -> None:
+    path.write_bytes(path.read_bytes()[:n])
+
+
+@pytest.mark.parametrize("name, keep", [("a.png", 200), ("a.jpg", 400)])
+def test_truncated_image_needs_decode_images(tmp_path, name, keep):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    cv2.imwrite(str(root / name), noise)
+    cv2.imwrite(str(root / "b.png"), noise)
+    assert (root / name).stat().st_size > keep
+    _truncate(root / name, keep)
+    d = good()
+    d["images"][0]["file_name"] = name
+    ann = write(tmp_path, d)
+    load_coco(ann, images_dir=root)  # the header alone is intact
+    msg = error_of(ann, images_dir=root, decode_images=True)
+    assert "image 1" in msg and f"{name}: cannot read image (truncated" in msg
+
+
+def test_image_size_decoded_equals_header(tmp_path):
+    for ext in ("png", "jpg", "bmp"):
+        p = tmp_path / f"x.{ext}"
+        cv2.imwrite(str(p), np.full((17, 33, 3), 80, np.uint8))
+        assert image_size(p, decode=True) == image_size(p) == (33, 17)
 
 
 def test_image_size_reads_png_and_jpeg_headers(tmp_path):

@@ -25,6 +25,12 @@ def test_rle_counts_matches_pycocotools():
         assert back["counts"].decode() == rle["counts"]
 
 
+@pytest.mark.parametrize("counts", ["!!!!", "2o", "oooooooo1", "0\u00e9"])
+def test_rle_counts_rejects_corrupt_strings(counts):
+    with pytest.raises(ValueError, match="counts string"):
+        rle_counts({"size": [2, 2], "counts": counts})
+
+
 def test_decode_crop_equals_full_decode_window():
     rng = np.random.default_rng(1)
     for m in random_masks():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from torch import nn
 
@@ -72,3 +73,30 @@ def test_torchrun_two_process_gloo_job_writes_one_run(repo, tmp_path):
     assert "2 process(es)" in log and "SyncBN needs CUDA" in log
     ckpt = torch.load(run / "last.pth", weights_only=True)
     assert ckpt["iteration"] == 2 and len(ckpt["rng"]) == 2
+
+
+def test_sync_bn_keeps_the_activation_of_timm_batchnorm_act():
+    # efficientnet/mobilenet blocks use timm's BatchNormAct2d (BN + activation in one module);
+    # torch's converter would turn it into a plain SyncBatchNorm and drop the activation.
+    from timm import create_model
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)
+    model = create_model("mobilenetv3_small_050", pretrained=False, features_only=True).eval()
+    acts = [type(m.act) for m in model.modules()
+            if isinstance(m, BatchNormAct2d) and not isinstance(m.act, nn.Identity)]
+    assert acts  # the model does hold BatchNormAct2d layers with an activation
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+    # A CUDA context is only a description here: conversion itself runs on CPU, and in eval
+    # mode SyncBatchNorm normalises with its running statistics like BatchNorm.
+    ctx = ddp.DistContext(rank=0, world_size=2, device=torch.device("cuda", 0))
+    converted = ddp.sync_batchnorm(model, ctx, True, pytest.fail)
+    assert not any(type(m) in (nn.BatchNorm2d, BatchNormAct2d) for m in converted.modules())
+    assert [type(m.act) for m in converted.modules()
+            if isinstance(m, nn.SyncBatchNorm) and hasattr(m, "act")
+            and not isinstance(m.act, nn.Identity)] == acts
+    with torch.no_grad():
+        after = converted(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -92,6 +92,9 @@ def test_resume_gives_the_same_next_step_loss(shapes, tmp_path):
     resumed = train(tiny_cfg(shapes, *common), "cut", work_dir=tmp_path, resume=True,
                     device="cpu")
     assert resumed.run_dir == cut.run_dir and (resumed.epoch, resumed.iteration) == (2, 4)
+    # config.yaml stays the run's first config; the resumed session's is written beside it.
+    assert load_config(cut.run_dir / "config.yaml").train.max_iters == 3
+    assert load_config(cut.run_dir / "config_resume_3.yaml").train.max_iters is None
     a = {r["iteration"]: r["loss"] for r in records(full.run_dir, "train")}
     b = {r["iteration"]: r["loss"] for r in records(cut.run_dir, "train")}
     assert sorted(b) == [1, 2, 3, 4]
@@ -112,6 +115,25 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_pa
     assert load_checkpoint(run / "last.pth")["iteration"] == 2
     assert (run / "epoch_1.pth").exists() and not (run / "epoch_2.pth").exists()
     assert "error: non-finite loss" in (run / "log.txt").read_text()
+
+
+def test_best_checkpoint_keeps_the_best_validation(shapes, tmp_path, monkeypatch):
+    aps = iter([0.3, 0.5, 0.2])  # validations after epochs 1, 2, 3: the best is epoch 2
+
+    def fake_evaluate(model, dataset, **kwargs):
+        return {"segm/AP": next(aps), "bbox/AP": 0.0}
+
+    monkeypatch.setattr("vipseg.engine.trainer.evaluate_model", fake_evaluate)
+    cfg = tiny_cfg(shapes, "train.epochs=3", "train.batch_size=4", "train.val_interval=1",
+                   "train.checkpoint_interval=0")
+    result = train(cfg, "best", work_dir=tmp_path, device="cpu", model=Flaky())
+    assert result.best_ap == 0.5 and result.val_metrics["segm/AP"] == 0.2
+    best = load_checkpoint(result.run_dir / "best.pth")
+    last = load_checkpoint(result.run_dir / "last.pth")
+    assert (best["epoch"], best["best_ap"]) == (2, 0.5)
+    assert (last["epoch"], last["best_ap"]) == (3, 0.5)
+    assert not torch.equal(best["model"]["w"], last["model"]["w"])
+    assert [r["segm/AP"] for r in records(result.run_dir, "val")] == [0.3, 0.5, 0.2]
 
 
 def test_resume_with_another_model_is_a_one_line_error(shapes, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vipseg.errors import OutputExistsError
+from vipseg.errors import OutputError, OutputExistsError
 from vipseg.utils.io import atomic_dir, atomic_open, atomic_write_json, ensure_new_output
 
 
@@ -45,3 +45,15 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
         (tmp / "y.txt").write_text("y")
     assert sorted(p.name for p in target.iterdir()) == ["y.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
+
+
+def test_output_under_a_file_is_a_one_line_output_error(tmp_path):
+    blocker = tmp_path / "train.json"
+    blocker.write_text("{}")
+    with pytest.raises(OutputError) as e:
+        with atomic_dir(blocker / "sub"):
+            pass
+    assert str(e.value) == f"{blocker / 'sub'}: cannot write the output there ({blocker} is a file, not a folder)"
+    with pytest.raises(OutputError, match=f"{blocker} is a file, not a folder"):
+        atomic_write_json(blocker / "deeper" / "x.json", {})
+    assert blocker.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["train.json"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 DESCRIPTION = """\
 Render N training samples of CONFIG exactly as the training loader yields them (the whole
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="dataset root folder (default: the config's dataset.root)")
     parser.add_argument("--show", action="store_true",
-                        help="also show each sample in a window (needs an OpenCV build with GUI support)")
+                        help="also show each sample in a window (needs an OpenCV build with GUI "
+                             "support; without one the PNG files are still written)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     parser.set_defaults(func=run_browse)
 
@@ -41,14 +43,18 @@ def run_browse(args: argparse.Namespace) -> int:
     """Build the training dataset of the config and write the rendered samples."""
     from vipseg.config import load_config
     from vipseg.data.build import build_dataset
-    from vipseg.data.tools.browse import browse
+    from vipseg.data.tools.browse import browse, has_gui
     from vipseg.errors import ConfigError
 
     if args.num < 1:
         raise ConfigError(f"--num {args.num}: must be at least 1")
     cfg = load_config(args.config, args.overrides)
     dataset = build_dataset(cfg, args.split, train=True, root=args.data_root)
+    show = args.show and has_gui()
+    if args.show and not show:
+        print("note: --show: this OpenCV build has no window support; writing the PNG files only",
+              file=sys.stderr)
     paths = browse(dataset, cfg.dataset.classes, args.output_dir, args.num, seed=args.seed,
-                   force=args.force, show=args.show)
+                   force=args.force, show=show)
     print(f"{args.output_dir}: wrote {len(paths)} samples")
     return 0

@@ -10,6 +10,7 @@ from vipseg.data.tools.demo.writer import write_demo_dataset
 from vipseg.errors import ConfigError
 
 NATIVE_SIZES = "1624x1234,2336x1752,2456x2054"
+MAX_LISTED = 5  # dropped instance ids a warning lists before "..."
 
 DEMO_HELP = """\
 Render procedural basketball scenes seen from a high side camera (wooden floor, court lines in
@@ -31,31 +32,47 @@ examples:
 
 RENDER_HELP = """\
 Render an image behind every image entry of an existing COCO file (e.g. the real DeepSport
-annotations): each annotated instance is painted as a person over exactly its mask (far
-instances first) on a rendered court, and a ball is added beside a hand or in the air where it
-stays at least half visible. Image sizes, masks and instance counts come from the file; the
-input masks are kept exactly (the ball only covers background pixels).
+annotations): each annotated instance is painted as a person over its mask (far instances,
+by the bottom of their box, first) on a rendered court, and a ball is added beside a hand or
+in the air where it stays at least half visible (on background pixels only). Image sizes,
+masks and instance counts come from the file.
+
+Every output mask is exactly the pixels painted for its instance and still visible, so no
+pixel belongs to two instances: where input masks overlap, the instance painted later keeps
+the shared pixels and the earlier one is cut to what it still shows; an instance hidden
+entirely is dropped (a warning lists its id). bbox and area are recomputed from the output
+masks, never copied from the input. Disjoint input masks are kept exactly.
 
 For ANN.json named STEM.json, writes OUT/ with:
   STEM/<file_name>   one PNG per image entry, sub-folders of file_name kept
-  STEM.json          the input's images; its annotations unchanged except category_id
-                     (mapped by name: human 1, ball 2, other names 3, 4, ...); plus one ball
-                     annotation per image (new ids after the largest input id)
+  STEM.json          the input's images; its annotations with the masks above (same ids)
+                     and category_id mapped by name (human 1, ball 2, other names 3, 4, ...);
+                     plus one ball annotation per image (new ids after the largest input id)
 so OUT can be used as a dataset root with ann STEM.json and images STEM/.
 
 example:
   vipseg data render --annotations ../shared/data/deepsport/val.json --out data/deepsport_val"""
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (width, height) in pixels; ``ConfigError`` if malformed or too small."""
+def parse_size(text: str, given: str | None = None) -> tuple[int, int]:
+    """'WxH' -> (width, height) in pixels; ``ConfigError`` if malformed or too small.
+
+    ``given`` is the whole --size value ``text`` came from (a list entry); messages name it.
+    """
+    where = f"--size {text!r}" if given in (None, text) else f"--size {given!r}: entry {text!r}"
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ConfigError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 384x288") from None
+        raise ConfigError(f"{where}: expected WIDTHxHEIGHT, e.g. 384x288, or a comma-separated "
+                          "list of them") from None
     if w < 64 or h < 64:
-        raise ConfigError(f"--size {text!r}: width and height must be at least 64 pixels")
+        raise ConfigError(f"{where}: width and height must be at least 64 pixels")
     return w, h
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'WxH[,WxH...]' -> [(width, height), ...]; errors name the whole value."""
+    return [parse_size(part, text) for part in text.split(",")]
 
 
 def _progress(msg: str) -> None:
@@ -63,7 +80,7 @@ def _progress(msg: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    sizes = [parse_size(s) for s in (NATIVE_SIZES if args.native else args.size).split(",")]
+    sizes = parse_sizes(NATIVE_SIZES if args.native else args.size)
     counts = {"train": args.train, "val": args.val, "test": args.test}
     for split, n in counts.items():
         if n < 0:
@@ -82,8 +99,15 @@ def run_render(args: argparse.Namespace) -> int:
                                  progress=None if args.quiet else _progress)
     if not args.quiet:
         print(file=sys.stderr)
+    dropped = summary["dropped"]
+    if dropped:
+        ids = ", ".join(str(i) for i in dropped[:MAX_LISTED])
+        ids += ", ..." if len(dropped) > MAX_LISTED else ""
+        print(f"warning: {args.annotations}: {len(dropped)} input instances hidden entirely by "
+              f"instances painted over them were dropped (ids {ids})", file=sys.stderr)
     print(f"wrote {args.out}: {summary['images']} images, {summary['annotations']} input "
-          f"instances kept, {summary['balls']} balls added")
+          f"instances kept ({summary['cut']} cut to their visible pixels), "
+          f"{len(dropped)} dropped, {summary['balls']} balls added")
     return 0
 
 

@@ -17,6 +17,20 @@ def _warn(report: dict) -> None:
         print(f"warning: {w}", file=sys.stderr)
 
 
+def _help_formatter(base: type) -> type:
+    """``base`` without the "(default: ...)" it would append to a required option, a flag,
+    an option whose default is None or a help text that already states its default."""
+
+    class Formatter(base):
+        def _get_help_string(self, action: argparse.Action) -> str | None:
+            if (action.required or action.nargs == 0 or action.default is None
+                    or "default" in (action.help or "")):
+                return action.help
+            return super()._get_help_string(action)
+
+    return Formatter
+
+
 def _force(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace existing outputs")
 
@@ -88,13 +102,16 @@ def _norm(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     """Add this module's tools to the ``vipseg data`` group."""
+    formatter = _help_formatter(formatter)
     p = sub.add_parser(
         "check", formatter_class=formatter, help="validate a COCO file and print a summary",
-        description=_wrap("Validate a COCO instance file (and, with --images, that every image exists "
-        "with the size the JSON says), then print: images, image sizes, instances per class, "
-        "instances per image (min/mean/max), mask area quantiles and the instances whose mask "
-        "has several connected parts. Problems are one-line errors (exit 2); empty masks and "
-        "images without annotations are warnings."))
+        description=_wrap("Validate a COCO instance file (and, with --images, that every image exists, "
+        "decodes in full and has the size the JSON says), then print: images, image sizes, "
+        "instances per class, instances per image (min/mean/max), mask area quantiles and the "
+        "instances whose mask has several connected parts (their ids go to --json). An "
+        "images-only file (no annotations, e.g. a test set) gets the image summary. Problems "
+        "are one-line errors (exit 2); empty masks and images without annotations are "
+        "warnings."))
     p.add_argument("ann", metavar="ANN.json", help="COCO annotation file")
     p.add_argument("--images", metavar="DIR", default=None,
                    help="image folder to check too (default: check the JSON alone)")
@@ -118,14 +135,15 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
         p.add_argument("input", metavar="IN.json", help="COCO annotation file")
         p.add_argument("output", metavar="OUT.json", help="converted file to write")
         p.add_argument("--tolerance", type=float, default=0.0, metavar="PX",
-                       help="simplify polygon outlines by up to PX pixels (0 = exact)")
+                       help="simplify polygon outlines by up to PX pixels; 0 keeps them exact")
         _force(p)
         p.set_defaults(func=_convert(to))
 
     p = sub.add_parser(
         "merge", formatter_class=formatter, help="merge COCO splits (e.g. train + val)",
         description=_wrap("Merge COCO files into one with fresh image and annotation ids (1..N in "
-        "input order). Categories must agree in every file. With --images-out the images are "
+        "input order). Every file must have the same category names; category ids are mapped "
+        "by name to the first file's (e.g. 0-based and 1-based files merge). With --images-out the images are "
         "hard-linked (copied where that fails, or with --copy) into one folder; clashing file "
         "names are renamed (name__2.png) and file_name updated."))
     p.add_argument("inputs", nargs="+", metavar="ANN.json", help="files to merge (two or more)")

@@ -30,6 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(parser: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that ``args`` runs, e.g. the one of ``vipseg data check``,
+    so that errors show that command's usage line."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or getattr(args, subs[0].dest, None) is None:
+            return parser
+        parser = subs[0].choices[getattr(args, subs[0].dest)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 bad input, 1 failure)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -37,10 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # argparse fills a trailing `key=value ...` positional before later options are seen, so
     # overrides given after an option (`test CFG CKPT --valid a=1`) come back as extras.
-    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-        args.overrides = list(args.overrides or []) + extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    is_override = [hasattr(args, "overrides") and "=" in e and not e.startswith("-")
+                   for e in extra]
+    if any(is_override):
+        args.overrides = list(args.overrides or []) + [e for e, o in zip(extra, is_override) if o]
+    unknown = [e for e, o in zip(extra, is_override) if not o]
+    if unknown:
+        command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         result = args.func(args)
     except VipsegError as e:

@@ -12,7 +12,8 @@ Train the model of CONFIG from scratch. Outputs go to WORK_DIR/NAME/exp_<timesta
 (a new folder every run, never overwritten): config.yaml (merged config), log.txt,
 metrics.jsonl (one JSON per logged iteration and validation), TensorBoard events,
 last.pth, best.pth (best val segm/AP) and epoch_K.pth (every train.checkpoint_interval
-epochs). --resume continues a run in its own folder.
+epochs). --resume continues a run in its own folder (config.yaml is kept; the resumed
+session's config goes to config_resume_<iteration>.yaml).
 
 Distributed: torchrun --nproc_per_node=N -m vipseg train CONFIG NAME ...
 (NCCL on GPUs, gloo on CPU; only rank 0 writes). See docs/training.md.
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                         help="config overrides, e.g. train.epochs=3 optimizer.lr=0.01")
     parser.add_argument("--work-dir", default="output", help="parent folder of all runs")
     parser.add_argument("--data-root", default=argparse.SUPPRESS,
-                        help="dataset root folder (default: the config's dataset.root)")
+                        help="dataset root folder, recorded as dataset.root in config.yaml "
+                        "(default: the config's dataset.root)")
     parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=argparse.SUPPRESS,
                         metavar="CKPT",
                         help="resume from CKPT, or without a value from the newest last.pth "

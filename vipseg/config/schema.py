@@ -111,6 +111,18 @@ class ModelConfig:
 
 
 # --------------------------------------------------------------------------------------- augment
+def _check_between(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be in [{low:g}, {high:g}], got {value:g}")
+
+
+def _check_range(key: str, value: list[float], minimum: float, strict: bool = False) -> None:
+    """``value`` is [low, high] with ``minimum`` <= low (< when ``strict``) <= high."""
+    if len(value) != 2 or value[0] > value[1] or value[0] < minimum or (strict and value[0] == minimum):
+        bound = f"{minimum:g} {'<' if strict else '<='} low <= high"
+        raise ConfigError(f"{key} must be [low, high] with {bound}, got {value}")
+
+
 @dataclass
 class PhotometricConfig:
     prob: float = 0.5
@@ -120,6 +132,15 @@ class PhotometricConfig:
     hue_delta: float = 18.0
     channel_swap_prob: float = 0.0
 
+    def validate(self) -> None:
+        key = "augment.photometric"
+        _check_between(f"{key}.prob", self.prob, 0, 1)
+        _check_between(f"{key}.channel_swap_prob", self.channel_swap_prob, 0, 1)
+        _check_between(f"{key}.brightness_delta", self.brightness_delta, 0, 255)
+        _check_between(f"{key}.hue_delta", self.hue_delta, 0, 180)
+        _check_range(f"{key}.contrast_range", self.contrast_range, 0)
+        _check_range(f"{key}.saturation_range", self.saturation_range, 0)
+
 
 @dataclass
 class GeometricConfig:
@@ -127,6 +148,15 @@ class GeometricConfig:
     shear_prob: float = 0.0
     translate_max_fraction: float = 0.0
     translate_prob: float = 0.0
+
+    def validate(self) -> None:
+        key = "augment.geometric"
+        _check_between(f"{key}.shear_prob", self.shear_prob, 0, 1)
+        _check_between(f"{key}.translate_prob", self.translate_prob, 0, 1)
+        _check_between(f"{key}.translate_max_fraction", self.translate_max_fraction, 0, 1)
+        if not 0 <= self.shear_max_degrees < 90:
+            raise ConfigError(f"{key}.shear_max_degrees must be in [0, 90), "
+                              f"got {self.shear_max_degrees:g}")
 
 
 @dataclass
@@ -146,6 +176,19 @@ class CopyPasteConfig:
     contrast_range: list[float] = field(default_factory=lambda: [0.9, 1.1])
     ball_class: str = "ball"  # class placed at a pasted player's hand (ball_at_hand_prob)
 
+    def validate(self) -> None:
+        key = "augment.copy_paste"
+        _check_range(f"{key}.scale_jitter", self.scale_jitter, 0, strict=True)
+        _check_range(f"{key}.contrast_range", self.contrast_range, 0)
+        _check_between(f"{key}.brightness_delta", self.brightness_delta, 0, 255)
+        _check_between(f"{key}.occlusion_prob", self.occlusion_prob, 0, 1)
+        _check_between(f"{key}.ball_at_hand_prob", self.ball_at_hand_prob, 0, 1)
+        _check_between(f"{key}.min_visible_fraction", self.min_visible_fraction, 0, 1)
+        negative = {k: v for k, v in self.max_per_class.items() if v < 0}
+        if self.min_visible_area < 0 or negative:
+            raise ConfigError(f"{key}: min_visible_area and max_per_class counts must be >= 0, "
+                              f"got {self.min_visible_area} and {negative}")
+
 
 @dataclass
 class AugmentConfig:
@@ -159,7 +202,26 @@ class AugmentConfig:
     allow_empty_crop: bool = True
     min_box_size: float = 2.0
     copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
-    fill: list[int] = field(default_factory=lambda: [124, 116, 104])  # RGB of borders and padding
+    # RGB of shear/translate borders and padding; null: dataset.mean (the colour the model
+    # normalises to zero).
+    fill: Optional[list[float]] = None
+
+    def validate(self) -> None:
+        """Check every key (nested sections included, so configs built in code are checked too)."""
+        if not self.scales or any(len(s) != 2 or min(s) < 1 for s in self.scales):
+            raise ConfigError(f"augment.scales must be a non-empty list of [long, short] positive "
+                              f"sizes, got {self.scales}")
+        if self.crop_size is not None and (len(self.crop_size) != 2 or min(self.crop_size) < 1):
+            raise ConfigError(f"augment.crop_size must be [width, height] of positive sizes, "
+                              f"got {self.crop_size}")
+        if self.fill is not None and (len(self.fill) != 3 or not all(0 <= v <= 255 for v in self.fill)):
+            raise ConfigError(f"augment.fill must be 3 values (R, G, B) in [0, 255], got {self.fill}")
+        _check_between("augment.hflip_prob", self.hflip_prob, 0, 1)
+        if self.min_box_size < 0:
+            raise ConfigError(f"augment.min_box_size must be >= 0, got {self.min_box_size:g}")
+        for section in (self.photometric, self.geometric, self.copy_paste):
+            if section is not None:
+                section.validate()
 
 
 # ------------------------------------------------------------------------------ optim / schedule

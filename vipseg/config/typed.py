@@ -142,7 +142,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "",
         try:
             check()
         except ConfigError as e:
-            raise ConfigError(f"{_where(prefix, sources)}{e}") from None
+            # validate() messages start with the dotted key at fault: name the file that set it.
+            first = str(e).split(" ", 1)[0].rstrip(":,")
+            key = first if prefix and first.startswith(prefix) else prefix
+            raise ConfigError(f"{_where(key, sources)}{e}") from None
     return obj
 
 

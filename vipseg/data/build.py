@@ -25,6 +25,7 @@ def build_dataset(cfg: Config, split: Split, *, train: bool,
     """Dataset of ``split`` with the training pipeline (``train``) or the evaluation resize."""
     ann, images = split_paths(cfg, split, root)
     base = Path(root if root is not None else cfg.dataset.root)
-    transform = (build_train_transform(cfg.augment, str(base), cfg.dataset.classes) if train
-                 else TestTransform(cfg.dataset.test_scale))
+    transform = (build_train_transform(cfg.augment, str(base), cfg.dataset.classes,
+                                       cfg.dataset.mean)
+                 if train else TestTransform(cfg.dataset.test_scale))
     return CocoInstanceDataset(ann, images, cfg.dataset.classes, transform=transform)

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
-from vipseg.data.masks import rle_area, segmentation_to_rle
+from vipseg.data.masks import rle_area, rle_counts, segmentation_to_rle
 from vipseg.errors import DataError
 
-#: bboxes may stick out of the image by this many pixels (rounding in other tools).
+#: bboxes and polygon points may stick out of the image by this many pixels (rounding in
+#: other tools).
 BBOX_TOLERANCE = 1.0
 #: images without annotations: how many ids a warning lists before "...".
 _MAX_LISTED = 5
@@ -98,13 +100,17 @@ def read_json(path: str | Path) -> Any:
 
 
 def load_coco(path: str | Path, *, images_dir: str | Path | None = None,
-              require_annotations: bool = True, data: dict | None = None) -> CocoFile:
+              require_annotations: bool = True, data: dict | None = None,
+              decode_images: bool = False) -> CocoFile:
     """Read and validate a COCO instance file.
 
     Args:
         path: the JSON file (also used in messages when ``data`` is given).
         images_dir: when given, every image file must exist there, be readable and have the
-            size the JSON says (only the file header is read where possible).
+            size the JSON says (only the file header is read where possible, unless
+            ``decode_images``).
+        decode_images: decode every image file under ``images_dir`` in full, so that a
+            truncated or corrupt file is an error too (slower).
         require_annotations: if false, a file without ``annotations`` (and ``categories``) is
             accepted as an images-only file (e.g. a test set).
         data: an already parsed dict to validate instead of reading ``path``.
@@ -114,7 +120,7 @@ def load_coco(path: str | Path, *, images_dir: str | Path | None = None,
     """
     path = Path(path)
     raw = read_json(path) if data is None else data
-    return _Validator(path, raw, require_annotations).run(images_dir)
+    return _Validator(path, raw, require_annotations).run(images_dir, decode_images)
 
 
 def _is_id(v: Any) -> bool:
@@ -151,7 +157,7 @@ class _Validator:
             raise DataError(f"{self.path}: {self.errors[0]}{tail}")
 
     # -- checks ----------------------------------------------------------------------------------
-    def run(self, images_dir: str | Path | None) -> CocoFile:
+    def run(self, images_dir: str | Path | None, decode_images: bool) -> CocoFile:
         d = self.data
         if not isinstance(d, dict):
             self.fail(f"top level is a JSON {type(d).__name__}, expected an object with "
@@ -177,7 +183,7 @@ class _Validator:
         anns_by_id, anns_by_image = self.check_annotations(annotations, images_by_id, cats_by_id)
         self.raise_errors()
         if images_dir is not None:
-            self.check_image_files(images, Path(images_dir))
+            self.check_image_files(images, Path(images_dir), decode_images)
             self.raise_errors()
 
         empty = [img["id"] for img in images if not anns_by_image.get(img["id"])]
@@ -305,13 +311,19 @@ class _Validator:
         if isinstance(segm, list):
             if not segm:
                 return "empty polygon list (no mask)"
+            t = BBOX_TOLERANCE
             for k, poly in enumerate(segm):
                 if not isinstance(poly, list) or not all(_is_num(v) for v in poly):
-                    return f"polygon {k} is not a flat list of numbers [x0, y0, x1, y1, ...]"
+                    return (f"polygon {k} is not a flat list of finite numbers "
+                            "[x0, y0, x1, y1, ...]")
                 if len(poly) % 2:
                     return f"polygon {k} has an odd number of coordinates ({len(poly)})"
                 if len(poly) < 6:
                     return f"polygon {k} has {len(poly) // 2} point(s), at least 3 are needed"
+                xs, ys = poly[0::2], poly[1::2]
+                if min(xs) < -t or max(xs) > w + t or min(ys) < -t or max(ys) > h + t:
+                    return (f"polygon {k} has points outside the {w}x{h} image (x from {min(xs)} "
+                            f"to {max(xs)}, y from {min(ys)} to {max(ys)})")
             return None
         if isinstance(segm, dict):
             size, counts = segm.get("size"), segm.get("counts")
@@ -322,20 +334,29 @@ class _Validator:
             if isinstance(counts, list):
                 if not all(_is_int(v) and v >= 0 for v in counts):
                     return "RLE 'counts' list must hold non-negative integers"
-                if sum(counts) != h * w:
-                    return f"RLE counts add up to {sum(counts)} pixels, the image has {h * w}"
-            elif not isinstance(counts, str):
+                total = sum(counts)
+            elif isinstance(counts, str):
+                try:
+                    runs = rle_counts(segm)
+                except ValueError as e:
+                    return f"RLE 'counts' string cannot be decoded ({e})"
+                if (runs < 0).any():
+                    return "RLE 'counts' string decodes to a negative run length"
+                total = int(runs.sum())
+            else:
                 return f"RLE 'counts' must be a string or a list of integers, got {type(counts).__name__}"
+            if total != h * w:
+                return f"RLE counts add up to {total} pixels, the image has {h * w}"
             return None
         return f"'segmentation' must be polygons or an RLE object, got {type(segm).__name__}"
 
-    def check_image_files(self, images: list[dict], root: Path) -> None:
+    def check_image_files(self, images: list[dict], root: Path, decode: bool) -> None:
         if not root.is_dir():
             self.fail(f"image folder {root} not found")
         for img in images:
             p = root / img["file_name"]
             try:
-                w, h = image_size(p)
+                w, h = image_size(p, decode=decode)
             except DataError as e:
                 self.error(f"image {img['id']!r}: {e}")
                 continue
@@ -358,14 +379,17 @@ def _check_bbox(bbox: Any, h: int, w: int) -> str | None:
 
 # --- image headers --------------------------------------------------------------------------------
 
-def image_size(path: str | Path) -> tuple[int, int]:
+def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
     """(width, height) of an image file, reading only the header for PNG and JPEG.
 
+    With ``decode`` the whole file is decoded, so a truncated or corrupt file is caught too.
     Raises ``DataError`` if the file is missing or cannot be read as an image.
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
+            if decode:
+                return _decoded_size(path, f.read())
             head = f.read(32)
             if head[:8] == b"\x89PNG\r\n\x1a\n":
                 if len(head) < 24 or head[12:16] != b"IHDR":
@@ -386,6 +410,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DataError(f"{path}: cannot read image (corrupt or unsupported format)")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def _decoded_size(path: Path, data: bytes) -> tuple[int, int]:
+    """(width, height) of the image file ``path`` whose bytes are ``data``, decoded in full."""
+    # libjpeg decodes a truncated JPEG (grey rest, warning on stderr): look for its end marker.
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data:
+        raise DataError(f"{path}: cannot read image (truncated JPEG: no end marker)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if img is None:
+        raise DataError(f"{path}: cannot read image (truncated, corrupt or unsupported format)")
     return int(img.shape[1]), int(img.shape[0])
 
 

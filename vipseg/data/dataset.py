@@ -15,7 +15,6 @@ expect (see that function). Labels map to and from the file's category ids by cl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -78,16 +77,6 @@ class CocoInstanceDataset(Dataset):
         for ann in data.get("annotations", []):
             if not ann.get("iscrowd", 0):
                 self._anns.setdefault(ann["image_id"], []).append(ann)
-
-    @staticmethod
-    def _read(path: Path) -> dict:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except FileNotFoundError:
-            raise DataError(f"{path}: annotation file not found") from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
     def __len__(self) -> int:
         return len(self.images)

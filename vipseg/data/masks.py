@@ -71,18 +71,32 @@ def rle_to_bbox(rle: dict) -> list[float]:
 
 # --- run-length helpers that avoid decoding whole images -----------------------------------------
 
+#: a run length takes at most this many characters of a counts string (35 bits).
+_MAX_RUN_CHARS = 7
+
+
 def rle_counts(rle: dict) -> np.ndarray:
-    """Uncompressed run lengths (int64, column-major, first run = zeros) of any RLE."""
+    """Uncompressed run lengths (int64, column-major, first run = zeros) of any RLE.
+
+    Raises ``ValueError`` for a counts string that is not pycocotools' encoding (characters
+    outside '0'..'o', a number cut off at the end or longer than 7 characters).
+    """
     counts = rle["counts"]
     if isinstance(counts, list):
         return np.asarray(counts, dtype=np.int64)
-    s = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    s = counts.encode("utf-8") if isinstance(counts, str) else bytes(counts)
     b = np.frombuffer(s, dtype=np.uint8).astype(np.int64) - 48
     if len(b) == 0:
         return np.zeros(0, np.int64)
+    if b.min() < 0 or b.max() > 63:
+        raise ValueError("characters outside '0'..'o' in the counts string")
     # pycocotools' LEB128-like string: 5 bits per char, 0x20 = "more", 0x10 on the last = sign.
     last = np.nonzero((b & 0x20) == 0)[0]
+    if len(last) == 0 or last[-1] != len(b) - 1:
+        raise ValueError("the counts string ends in the middle of a number")
     first = np.concatenate([[0], last[:-1] + 1])
+    if (last - first).max() >= _MAX_RUN_CHARS:
+        raise ValueError(f"a number longer than {_MAX_RUN_CHARS} characters in the counts string")
     pos = np.arange(len(b)) - np.repeat(first, last - first + 1)
     x = np.add.reduceat((b & 0x1F) << (5 * pos), first)
     neg = (b[last] & 0x10) != 0

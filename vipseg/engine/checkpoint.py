@@ -34,11 +34,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{p}: not a valid vipseg checkpoint ({first})") from None
+        raise DataError(f"{p}: not a valid vipseg checkpoint ({_load_failure(e)})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise DataError(f"{p}: not a vipseg checkpoint (no 'model' entry)")
     return state
+
+
+def _load_failure(error: Exception) -> str:
+    """The first sentence of why ``torch.load`` failed, without torch's advice to retry with
+    ``weights_only=False`` (unsafe, and no vipseg checkpoint needs it)."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(error).__name__)
+    return line.split(". ")[0].rstrip(".")
 
 
 def capture_rng_state() -> dict[str, Any]:

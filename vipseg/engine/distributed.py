@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.distributed as dist
+from timm.layers import convert_sync_batchnorm
 from torch import nn
 
 from vipseg.errors import ConfigError
@@ -125,7 +126,8 @@ def sync_batchnorm(model: nn.Module, ctx: DistContext, want: bool,
                    warn: Callable[[str], None]) -> nn.Module:
     """Convert BatchNorm to SyncBatchNorm when ``want``, under DDP and on CUDA.
 
-    SyncBatchNorm needs NCCL; on CPU (gloo) the model keeps per-process BatchNorm and ``warn``
+    timm's ``BatchNormAct2d`` (BN + activation in one module) becomes ``SyncBatchNormAct`` and
+    keeps its activation. SyncBatchNorm needs NCCL; on CPU (gloo) the model keeps per-process BatchNorm and ``warn``
     is called with an explanation.
     """
     if not (want and ctx.distributed and has_batchnorm(model)):
@@ -133,7 +135,7 @@ def sync_batchnorm(model: nn.Module, ctx: DistContext, want: bool,
     if ctx.device.type != "cuda":
         warn("SyncBN needs CUDA: keeping per-process BatchNorm on CPU (gloo)")
         return model
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return convert_sync_batchnorm(model)
 
 
 def wrap_ddp(model: nn.Module, ctx: DistContext, find_unused_parameters: bool) -> nn.Module:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -315,7 +315,9 @@ def train(cfg: Config, name: str, *, work_dir: str | os.PathLike = "output",
     """Train ``cfg`` as run ``name`` under ``work_dir/name/exp_<timestamp>/``.
 
     ``resume``: a checkpoint path, or ``True`` for the newest ``last.pth`` under
-    ``work_dir/name``; the run then continues in that checkpoint's folder. ``device``: "cpu",
+    ``work_dir/name``; the run then continues in that checkpoint's folder (its config.yaml is
+    kept; this session's config goes to ``config_resume_<iteration>.yaml``). ``data_root``
+    replaces ``cfg.dataset.root``, also in the saved config. ``device``: "cpu",
     "cuda" or None (CUDA if available). ``model`` replaces ``build_model(cfg)`` (tests).
     Under torchrun each process calls this; only rank 0 writes files.
     """
@@ -331,34 +333,46 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
            model: nn.Module | None) -> TrainResult:
     t = cfg.train
     check_amp(t.amp, ctx.device)
+    if data_root is not None:  # recorded in config.yaml and the checkpoints
+        cfg = replace(cfg, dataset=replace(cfg.dataset, root=str(data_root)))
     ddp.seed_everything(t.seed + ctx.rank)
     ckpt_path = ddp.broadcast_object(
         resolve_resume(resume, work_dir / name) if ctx.is_main else None, ctx)
     state = load_checkpoint(ckpt_path) if ckpt_path is not None else None
 
-    train_set = build_dataset(cfg, "train", train=True, root=data_root)
+    # Everything a config error can stop is built before the run folder exists.
+    train_set = build_dataset(cfg, "train", train=True)
     if len(train_set) == 0:
         raise DataError(f"{train_set.ann_file}: no training images")
-    val_set = build_dataset(cfg, "val", train=False, root=data_root) if t.val_interval > 0 else None
+    val_set = build_dataset(cfg, "val", train=False) if t.val_interval > 0 else None
     index_sampler, batch_sampler = build_batch_sampler(train_set, ctx, t.batch_size, t.seed,
                                                        t.aspect_ratio_grouping)
+    model = (model if model is not None else build_model(cfg)).to(ctx.device)
+    wants_sync = t.sync_bn or "SyncBN" in (cfg.model.backbone.norm, cfg.model.neck.norm,
+                                           cfg.model.roi_heads.norm)
+    notes: list[str] = []
+    model = ddp.sync_batchnorm(model, ctx, wants_sync, notes.append)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, len(batch_sampler), t.epochs)
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
+    config_text = dump_config(cfg)
 
     run_dir = None
     if ctx.is_main:
-        run_dir = ckpt_path.parent if ckpt_path is not None else new_run_dir(work_dir / name)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        if state is None:
+            run_dir = new_run_dir(work_dir / name)
+            atomic_write_text(run_dir / "config.yaml", config_text)
+        else:  # the run's config.yaml stays as it started; each session records its own
+            run_dir = ckpt_path.parent
+            atomic_write_text(run_dir / f"config_resume_{int(state['iteration'])}.yaml",
+                              config_text)
     run_dir = ddp.broadcast_object(run_dir, ctx)
     log = RunLog(run_dir if ctx.is_main else None,
                  purge_step=int(state["iteration"]) + 1 if state else None)
     try:
         log.info(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path})" if state else ""))
-        model = (model if model is not None else build_model(cfg)).to(ctx.device)
-        wants_sync = t.sync_bn or "SyncBN" in (cfg.model.backbone.norm, cfg.model.neck.norm,
-                                               cfg.model.roi_heads.norm)
-        model = ddp.sync_batchnorm(model, ctx, wants_sync, log.info)
-        optimizer = build_optimizer(model, cfg.optimizer)
-        scheduler = build_scheduler(optimizer, cfg.schedule, len(batch_sampler), t.epochs)
-        scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
+        for note in notes:
+            log.info(note)
         model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
 
         def evaluate(m: nn.Module) -> dict:
@@ -374,7 +388,7 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
                           dataset=train_set, index_sampler=index_sampler,
                           batch_sampler=batch_sampler, ctx=ctx, log=log, options=options,
                           evaluate=evaluate if val_set is not None else None,
-                          config_text=dump_config(cfg))
+                          config_text=config_text)
         if state is not None:
             trainer.load_state_dict(state, ckpt_path)
         return trainer.fit()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from vipseg.errors import OutputExistsError
+from vipseg.errors import OutputError, OutputExistsError
 
 
 def ensure_new_output(path: str | os.PathLike, force: bool = False) -> Path:
@@ -28,11 +28,24 @@ def ensure_new_output(path: str | os.PathLike, force: bool = False) -> Path:
 
 
 @contextmanager
+def _preparing(target: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while creating ``target``'s folder or temp file into an
+    ``OutputError`` naming ``target`` (a file in the way, no write access, ...)."""
+    try:
+        yield
+    except OSError as e:
+        blocker = next((a for a in target.parents if a.exists() and not a.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
+        raise OutputError(f"{target}: cannot write the output there ({why})") from None
+
+
+@contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on success it is fsynced and renamed onto ``path``."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    with _preparing(p):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -70,8 +83,9 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     temporary folder is removed and ``path`` is left as it was.
     """
     target = ensure_new_output(path, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    with _preparing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         if target.exists() or target.is_symlink():

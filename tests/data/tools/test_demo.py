@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from tests.helpers import make_shapes_dataset
 from vipseg.cli.main import main
 from vipseg.data.coco import load_coco
-from vipseg.data.masks import count_components, decode, encode
-from vipseg.data.tools.demo.render_annotations import render_annotations
+from vipseg.data.masks import count_components, decode, encode, rle_area, rle_to_bbox
+from vipseg.data.tools.demo.people import JERSEY, SKIN, colour_parts, random_outfit, team_outfits
+from vipseg.data.tools.demo.render_annotations import render_annotations, render_image
 from vipseg.data.tools.demo.scene import BALL, HUMAN, paste, render_scene
-from vipseg.data.tools.demo.writer import owner_to_rles, scene_annotations, write_demo_dataset
+from vipseg.data.tools.demo.writer import (encode_png, image_rng, owner_to_rles, scene_annotations,
+                                           write_demo_dataset)
 
 SIZE = (192, 144)
 
@@ -140,6 +143,7 @@ def test_render_keeps_every_input_mask(real_slice, tmp_path):
     dst = load_coco(out / "val.json", images_dir=out / "val")
     assert dst.images == src.images
     assert summary["balls"] >= 1
+    assert summary["cut"] == 0 and summary["dropped"] == []  # the real masks are disjoint
     by_id = {a["id"]: a for a in dst.annotations}
     for ann in src.annotations:
         kept = by_id.pop(ann["id"])
@@ -154,3 +158,117 @@ def test_render_keeps_every_input_mask(real_slice, tmp_path):
     again = tmp_path / "again"
     render_annotations(real_slice, again, seed=1)
     assert _files(out) == _files(again)
+
+
+def overlapping_coco(root: Path) -> tuple[Path, dict]:
+    """``root/syn.json``: make_shapes_dataset's images plus, in image 1, a rectangle B over the
+    lower half of its first human A (painted after A), a small rectangle C inside B (painted
+    before B, so hidden entirely), wrong bbox/area on A, and an images-only image in a
+    sub-folder. Returns the path and the ids {"A", "B", "C", "empty_image"}."""
+    path = make_shapes_dataset(root, "syn", n_images=3, size=(160, 128), seed=5)
+    data = json.loads(path.read_text())
+    h, w = 128, 160
+    a = next(x for x in data["annotations"] if x["image_id"] == 1 and x["category_id"] == 1)
+    x, y, bw, bh = (int(v) for v in rle_to_bbox(a["segmentation"]))
+    b = np.zeros((h, w), np.uint8)
+    b[y + bh // 2:y + bh + 4, max(0, x - 3):x + bw + 3] = 1
+    c = np.zeros((h, w), np.uint8)
+    c[y + bh // 2 + 1:y + bh // 2 + 4, x + bw // 2:x + bw // 2 + 2] = 1
+    next_id = max(x["id"] for x in data["annotations"]) + 1
+    ids = {"A": a["id"], "B": next_id, "C": next_id + 1, "empty_image": 99}
+    for aid, m in ((ids["B"], b), (ids["C"], c)):
+        rle = encode(m)
+        data["annotations"].append({"id": aid, "image_id": 1, "category_id": 1, "segmentation": rle,
+                                    "area": rle_area(rle), "bbox": rle_to_bbox(rle), "iscrowd": 0})
+    a["bbox"], a["area"] = [0.0, 0.0, 1.0, 1.0], 1
+    data["images"].append({"id": 99, "file_name": "extra/empty.png", "width": 96, "height": 80})
+    path.write_text(json.dumps(data))
+    return path, ids
+
+
+def test_render_cuts_overlapping_masks_to_their_painted_pixels(tmp_path):
+    src_path, ids = overlapping_coco(tmp_path / "in")
+    out = tmp_path / "r"
+    summary = render_annotations(src_path, out, seed=2)
+    src = load_coco(src_path)
+    dst = load_coco(out / "syn.json", images_dir=out / "syn")
+    COCO(str(out / "syn.json"))
+    assert dst.images == src.images
+    assert summary["dropped"] == [ids["C"]] and summary["cut"] >= 1
+    assert summary["annotations"] == len(src.annotations) - 1
+    assert not dst.anns_by_image.get(ids["empty_image"])
+    assert (out / "syn" / "extra" / "empty.png").exists()
+    out_by_id = {a["id"]: a for a in dst.annotations}
+    a_out = out_by_id[ids["A"]]
+    for i, img in enumerate(src.images):
+        anns = src.anns_by_image.get(img["id"], [])
+        masks = [decode(src.rle(a)).astype(bool) for a in anns]
+        is_ball = [src.cats_by_id[a["category_id"]]["name"] == "ball" for a in anns]
+        # What the image shows (same generator as the renderer): the written PNG, and the owner
+        # map of the pixels painted for each instance.
+        image, owner = render_image(image_rng(2, "render", i), (img["width"], img["height"]),
+                                    [m.astype(np.uint8) for m in masks], is_ball,
+                                    add_ball=not any(is_ball))
+        assert (out / "syn" / img["file_name"]).read_bytes() == encode_png(image)
+        # Independent of the renderer: far first by the bottom of the box, later ones win.
+        bottoms = [b[1] + b[3] for b in (rle_to_bbox(src.rle(a)) for a in anns)]
+        order = sorted(range(len(anns)), key=lambda k: bottoms[k])
+        union = np.zeros(owner.shape, np.int32)
+        for pos, k in enumerate(order):
+            expected = masks[k].copy()
+            for j in order[pos + 1:]:
+                expected &= ~masks[j]
+            assert np.array_equal(expected, owner == k + 1)
+            if not expected.any():
+                assert anns[k]["id"] not in out_by_id
+                continue
+            got = out_by_id.pop(anns[k]["id"])
+            m = decode(got["segmentation"])
+            assert np.array_equal(m.astype(bool), expected)
+            assert got["area"] == int(m.sum()) and got["bbox"] == rle_to_bbox(got["segmentation"])
+            union += m
+        for ball in [a for a in out_by_id.values() if a["image_id"] == img["id"]]:  # added balls
+            assert ball["category_id"] == BALL
+            m = decode(out_by_id.pop(ball["id"])["segmentation"])
+            assert np.array_equal(m.astype(bool), owner == len(anns) + 1)
+            union += m
+        assert union.max() <= 1
+        assert np.array_equal(union > 0, owner > 0)
+    assert not out_by_id  # every output annotation was checked
+    assert a_out["bbox"] != [0.0, 0.0, 1.0, 1.0] and a_out["area"] > 1
+    assert a_out["area"] < rle_area(src.rle(src.anns_by_id[ids["A"]]))  # cut by B
+
+
+def test_players_of_a_team_share_a_jersey_and_referees_appear():
+    referees = 0
+    for seed in range(8):
+        scene = render_scene(np.random.default_rng(seed), (480, 360))
+        jerseys: dict[int, set] = {0: set(), 1: set()}
+        for k, outfit in enumerate(scene.outfits, start=1):
+            if outfit is None:
+                assert scene.categories[k - 1] == BALL
+                continue
+            if outfit.team == -1:
+                assert outfit.stripes
+                referees += bool((scene.owner == k).any())
+            else:
+                jerseys[outfit.team].add(outfit.jersey)
+        assert all(len(j) <= 1 for j in jerseys.values())
+        assert not (jerseys[0] & jerseys[1])
+    assert referees >= 2
+
+
+@pytest.mark.parametrize("label", [JERSEY, SKIN])
+def test_parts_are_textured_not_flat(label):
+    lab = np.full((60, 30), label, np.uint8)
+    rng = np.random.default_rng(0)
+    outfit = random_outfit(rng, 0, team_outfits(rng), referee=False)
+    rgb = colour_parts(np.random.default_rng(1), lab, outfit)
+    again = colour_parts(np.random.default_rng(1), lab, outfit)
+    assert np.array_equal(rgb, again)
+    # Shading alone is linear along a row; texture leaves a small residual around that line.
+    xs = np.arange(lab.shape[1])
+    for row in rgb[..., 1]:
+        fit = np.polyval(np.polyfit(xs, row, 1), xs)
+        rel = np.abs(row - fit) / row.mean()
+        assert 0.005 < rel.mean() and rel.max() < 0.3

@@ -45,8 +45,9 @@ def test_errors(tmp_path):
     make_shapes_dataset(tmp_path, "test", n_images=2, seed=7)
     lst = tmp_path / "names.txt"
     lst.write_text("test/test_0000.png\ntest/missing.png\n")
-    with pytest.raises(DataError, match="missing.png: image file not found"):
+    with pytest.raises(DataError, match="missing.png: image file not found") as e:
         images_json(lst, tmp_path / "x.json")
+    assert str(e.value).startswith(f"{lst}: line 2: ")
     lst.write_text("test/test_0000.png\ntest/test_0000.png\n")
     with pytest.raises(DataError, match="listed twice"):
         images_json(lst, tmp_path / "x.json")
@@ -55,4 +56,16 @@ def test_errors(tmp_path):
                                              "height": 128}]}))
     with pytest.raises(DataError, match="no image with file_name 'test_0001.png'"):
         images_json(tmp_path / "test", tmp_path / "x.json", ids_from=other)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_json_file_is_not_a_list_of_names(tmp_path):
+    ann = make_shapes_dataset(tmp_path, "test", n_images=1, seed=7)
+    with pytest.raises(DataError, match="expected a folder or a text list of file names") as e:
+        images_json(ann, tmp_path / "x.json")
+    assert str(e.value).startswith(f"{ann}: a JSON file")
+    renamed = tmp_path / "coco.txt"  # JSON content under another name
+    renamed.write_text(ann.read_text())
+    with pytest.raises(DataError, match=f"{renamed}: a JSON file"):
+        images_json(renamed, tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()

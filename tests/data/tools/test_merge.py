@@ -53,3 +53,23 @@ def test_categories_must_agree(tmp_path):
         merge([a, b], tmp_path / "m.json")
     assert str(a) in str(e.value) and str(b) in str(e.value)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_same_category_names_with_other_ids_merge_by_name(tmp_path):
+    a = make_shapes_dataset(tmp_path / "a", "train", n_images=2, seed=1)
+    b = make_shapes_dataset(tmp_path / "b", "val", n_images=2, seed=2)
+    d = json.loads(b.read_text())  # 0-based ids, listed in another order
+    d["categories"] = [{"id": 0, "name": "ball"}, {"id": 1, "name": "human"}]
+    names = {1: "human", 2: "ball"}
+    b_names = [names[ann["category_id"]] for ann in d["annotations"]]
+    for ann in d["annotations"]:
+        ann["category_id"] = {"ball": 0, "human": 1}[names[ann["category_id"]]]
+    b.write_text(json.dumps(d))
+    out = tmp_path / "m.json"
+    r = merge([a, b], out)
+    assert r["remapped"] == [str(b)]
+    c = load_coco(out)
+    assert c.categories == json.loads(a.read_text())["categories"]
+    n_a = len(json.loads(a.read_text())["annotations"])
+    assert [names[ann["category_id"]] for ann in c.annotations[n_a:]] == b_names
+    assert set(b_names) == {"human", "ball"}

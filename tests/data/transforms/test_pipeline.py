@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from dataclasses import replace
+
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.data.transforms.checks import assert_sample_contract
+from tests.data.transforms.checks import CLASS_COLOURS, assert_sample_contract, interior_pixels
 from tests.data.transforms.conftest import CLASSES
 from vipseg.config.schema import AugmentConfig, CopyPasteConfig, GeometricConfig, PhotometricConfig
 from vipseg.data.build import build_dataset
 from vipseg.config import load_config
-from vipseg.data.transforms.geometric import GeometryParams, compose, flip_matrix, map_box
+from vipseg.data.transforms.geometric import (GeometryParams, compose, flip_matrix, map_box,
+                                              valid_box)
 from vipseg.data.transforms.pipeline import AugmentParams, build_train_transform
 from vipseg.data.transforms.window import source_window
 
@@ -32,8 +38,38 @@ stage_configs = st.builds(
 )
 
 
+# Seed 0 puts the crop wholly in the part moved off the canvas (an empty source window).
+OFF_CANVAS = [AugmentConfig(scales=[[160, 120]], crop_size=[32, 32],
+                            geometric=GeometricConfig(0.0, 0.0, 0.4, 1.0)),
+              AugmentConfig(scales=[[160, 120]], crop_size=[64, 48],
+                            geometric=GeometricConfig(89.0, 1.0, 0.0, 0.0))]
+
+
+def assert_masks_on_content(target: dict, g: GeometryParams) -> None:
+    """Mask pixels lie on image content: not in the padding, not in the borders filled after
+    the translation, and they map back inside the source image."""
+    masks = target["masks"].any(0)
+    vx0, vy0, vx1, vy1 = valid_box(g)
+    outside = torch.ones_like(masks)
+    outside[vy0:vy1, vx0:vx1] = False
+    assert not (masks & outside).any()
+    ys, xs = torch.nonzero(masks, as_tuple=True)
+    src = np.linalg.inv(compose(g)) @ np.stack([xs.numpy() + 0.5, ys.numpy() + 0.5, np.ones(len(xs))])
+    h, w = g.src_size
+    assert (src[0] > -1).all() and (src[0] < w + 1).all() and (src[1] > -1).all() and (src[1] < h + 1).all()
+
+
+def assert_labels_match_colours(image: torch.Tensor, target: dict) -> None:
+    """Each mask's interior carries its own label's class colour (nearer than any other)."""
+    for label, px in interior_pixels(image, target):
+        dist = [(px - c).abs().max(1).values.median().item() for c in CLASS_COLOURS]
+        assert int(np.argmin(dist)) == label and dist[label] <= 48, (label, dist)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(augment=stage_configs, seed=st.integers(0, 2**31 - 1))
+@example(augment=OFF_CANVAS[0], seed=0)
+@example(augment=OFF_CANVAS[1], seed=0)
 def test_any_composition_keeps_the_contract(shapes, raws, augment, seed):
     transform = build_train_transform(augment, str(shapes), CLASSES)
     raw = raws[seed % len(raws)]
@@ -45,7 +81,40 @@ def test_any_composition_keeps_the_contract(shapes, raws, augment, seed):
     else:
         assert tuple(image.shape[-2:]) == params.geometry.size
     assert target["image_id"] == raw["image_id"] and target["orig_size"] == raw["orig_size"]
+    assert_masks_on_content(target, params.geometry)
+    # Labels stay aligned: checked on the colours before the photometric step, which moves
+    # nothing (same masks and labels with and without it).
+    plain, plain_target = transform.apply(raw, replace(params, photometric=None))
+    assert torch.equal(plain_target["labels"], target["labels"])
+    assert torch.equal(plain_target["masks"], target["masks"])
+    assert_labels_match_colours(plain, plain_target)
 
+
+@pytest.mark.parametrize("augment", OFF_CANVAS)
+def test_crop_off_the_canvas_gives_a_filled_empty_sample(shapes, raws, augment):
+    transform = build_train_transform(augment, str(shapes), CLASSES, mean=(10, 20, 30))
+    params = transform.sample(raws[0], np.random.default_rng(0))
+    m = compose(params.geometry)
+    x0, y0, x1, y1 = source_window(m, params.geometry.out_size, params.geometry.src_size)
+    assert x1 <= x0 or y1 <= y0  # the case under test: nothing of the source is read
+    image, target = transform.apply(raws[0], params)
+    assert tuple(image.shape) == (3, augment.crop_size[1], augment.crop_size[0])
+    assert (image == torch.tensor([10, 20, 30], dtype=torch.uint8)[:, None, None]).all()
+    assert len(target["labels"]) == 0 and target["masks"].shape == (0, *image.shape[-2:])
+
+
+def test_extra_v2_transforms_run_on_the_final_sample(shapes, raws):
+    aug = AugmentConfig(scales=[[200, 150]], crop_size=[96, 80], geometric=GeometricConfig(10, 1.0, 0.1, 1.0))
+    plain = build_train_transform(aug, str(shapes), CLASSES)
+    flipped = build_train_transform(aug, str(shapes), CLASSES, extra=[v2.RandomVerticalFlip(p=1.0)])
+    torch.manual_seed(5)
+    image0, target0 = plain(raws[2])
+    torch.manual_seed(5)
+    image1, target1 = flipped(raws[2])
+    assert len(target0["labels"]) > 0
+    assert torch.equal(image1, image0.flip(-2)) and torch.equal(target1["masks"], target0["masks"].flip(-2))
+    assert isinstance(image1, tv_tensors.Image) and torch.equal(target1["labels"], target0["labels"])
+    assert_sample_contract(image1, target1, len(CLASSES))
 
 def test_identity_geometry_keeps_image_and_masks(raws):
     """Scale 1, no other stage: the sample is the raw sample itself."""
@@ -72,15 +141,11 @@ def test_objects_keep_their_colour_after_all_stages(raws):
     aug = AugmentConfig(scales=[[320, 240], [200, 150]], crop_size=[128, 96], min_box_size=0,
                         geometric=GeometricConfig(15, 1.0, 0.2, 1.0))
     transform = build_train_transform(aug)
-    colours = torch.tensor([[200, 40, 40], [240, 150, 20]])
     for seed in range(6):
         raw = raws[seed % len(raws)]
         image, target = transform.apply(raw, transform.sample(raw, np.random.default_rng(seed)))
-        for mask, label in zip(target["masks"], target["labels"]):
-            inner = torch.nn.functional.max_pool2d((~mask)[None].float(), 3, 1, 1)[0] == 0
-            if inner.sum() >= 4:
-                px = image[:, inner].T.float()
-                assert (px - colours[label]).abs().max(1).values.median() <= 12
+        for label, px in interior_pixels(image, target):
+            assert (px - CLASS_COLOURS[label]).abs().max(1).values.median() <= 12
 
 
 def test_empty_crop_is_redrawn_when_not_allowed(raws):

@@ -3,6 +3,7 @@
 The summary (also written by ``--json``) is a dict with these keys:
 
 - ``file``, ``images``, ``annotations`` (all instances, crowd included), ``crowd``
+- ``images_only``: true for a file without annotations (e.g. a test set's images-only file)
 - ``categories``: ``[{"id", "name"}]``
 - ``image_sizes``: ``{"WxH": count}``, most frequent first
 - ``instances_per_class``: ``{name: count}`` in category order
@@ -12,6 +13,7 @@ The summary (also written by ``--json``) is a dict with these keys:
   ``{"min", "p10", "median", "p90", "max"}`` (``null`` when there is no annotation)
 - ``split_instances``: ``{"count", "percent"}``: masks with several connected parts
   (8-connectivity), e.g. a person split by an occluder
+- ``split_instance_ids``: the annotation ids of those masks, in file order
 - ``empty_masks``: annotations whose mask has no pixel
 - ``warnings``: the loader's warnings
 """
@@ -30,19 +32,22 @@ from vipseg.utils.io import atomic_write_json, ensure_new_output
 
 
 def summarize(ann_file: str | Path, images_dir: str | Path | None = None) -> dict[str, Any]:
-    """Validate ``ann_file`` (and the image files under ``images_dir``) and summarise it."""
-    coco = load_coco(ann_file, images_dir=images_dir)
+    """Validate ``ann_file`` (and the image files under ``images_dir``, decoded in full) and
+    summarise it. An images-only file (no ``annotations``) is accepted."""
+    coco = load_coco(ann_file, images_dir=images_dir, require_annotations=False,
+                     decode_images=True)
     sizes = Counter(f"{img['width']}x{img['height']}" for img in coco.images)
     per_class = Counter(ann["category_id"] for ann in coco.annotations)
     per_image = np.array([len(coco.anns_by_image[img["id"]]) for img in coco.images], dtype=float)
-    areas, parts = [], []
+    areas, split_ids = [], []
     for ann in coco.annotations:
         rle = coco.rle(ann)
         areas.append(rle_area(rle))
-        parts.append(count_components(rle))
+        if count_components(rle) > 1:
+            split_ids.append(ann["id"])
     areas_a = np.asarray(areas, dtype=float)
     n = len(coco.annotations)
-    split = int(sum(p > 1 for p in parts))
+    split = len(split_ids)
 
     def stat(v: float) -> float:
         return round(float(v), 3)
@@ -51,6 +56,7 @@ def summarize(ann_file: str | Path, images_dir: str | Path | None = None) -> dic
         "file": str(coco.path),
         "images": len(coco.images),
         "annotations": n,
+        "images_only": n == 0,
         "crowd": int(sum(bool(a.get("iscrowd", 0)) for a in coco.annotations)),
         "categories": [{"id": c["id"], "name": c["name"]} for c in coco.categories],
         "image_sizes": dict(sizes.most_common()),
@@ -64,6 +70,7 @@ def summarize(ann_file: str | Path, images_dir: str | Path | None = None) -> dic
              "max": stat(areas_a.max())}
             if n else {"min": None, "p10": None, "median": None, "p90": None, "max": None}),
         "split_instances": {"count": split, "percent": stat(100.0 * split / n) if n else 0.0},
+        "split_instance_ids": split_ids,
         "empty_masks": int(sum(a == 0 for a in areas)),
         "warnings": [f"{coco.path}: {w}" for w in coco.warnings],
     }
@@ -71,13 +78,15 @@ def summarize(ann_file: str | Path, images_dir: str | Path | None = None) -> dic
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary as readable text (one fact per line)."""
-    lines = [f"{s['file']}: OK",
+    lines = [f"{s['file']}: OK" + (" (images-only file: no annotations)" if s["images_only"] else ""),
              f"images: {s['images']}",
              "image sizes (WxH): " + (", ".join(f"{k} ({v})" for k, v in s["image_sizes"].items())
-                                      or "-"),
-             f"instances: {s['annotations']}" + (f" ({s['crowd']} crowd)" if s["crowd"] else ""),
-             "instances per class: " + (", ".join(f"{k} {v}" for k, v in
-                                                 s["instances_per_class"].items()) or "-")]
+                                      or "-")]
+    if s["images_only"]:
+        return "\n".join(lines)
+    lines += [f"instances: {s['annotations']}" + (f" ({s['crowd']} crowd)" if s["crowd"] else ""),
+              "instances per class: " + (", ".join(f"{k} {v}" for k, v in
+                                                  s["instances_per_class"].items()) or "-")]
     ipi = s["instances_per_image"]
     lines.append(f"instances per image: min {ipi['min']}, mean {ipi['mean']:.2f}, max {ipi['max']}")
     a = s["mask_area"]

@@ -20,8 +20,10 @@ from vipseg.utils.io import atomic_write_json, ensure_new_output
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def list_images(source: str | Path, images_dir: str | Path | None = None) -> tuple[Path, list[str]]:
-    """(folder the names are relative to, sorted unique names) of a folder or a list file."""
+def list_images(source: str | Path, images_dir: str | Path | None = None
+                ) -> tuple[Path, list[str], dict[str, int]]:
+    """(folder the names are relative to, sorted unique names, line of each name in the list
+    file (empty for a folder)) of a folder or a list file."""
     src = Path(source)
     if src.is_dir():
         if images_dir is not None:
@@ -31,13 +33,16 @@ def list_images(source: str | Path, images_dir: str | Path | None = None) -> tup
                        and not any(part.startswith(".") for part in p.relative_to(src).parts))
         if not names:
             raise DataError(f"{src}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-        return src, names
+        return src, names, {}
     if not src.exists():
         raise DataError(f"{src}: no such folder or list file")
     try:
         text = src.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{src}: cannot read the list of image names ({e})") from None
+    if src.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
+        raise DataError(f"{src}: a JSON file; expected a folder or a text list of file names "
+                        "(one per line)")
     names, seen = [], {}
     for lineno, line in enumerate(text.splitlines(), 1):
         name = line.strip()
@@ -49,14 +54,14 @@ def list_images(source: str | Path, images_dir: str | Path | None = None) -> tup
         names.append(name)
     if not names:
         raise DataError(f"{src}: the list of image names is empty")
-    return (Path(images_dir) if images_dir is not None else src.parent), sorted(names)
+    return (Path(images_dir) if images_dir is not None else src.parent), sorted(names), seen
 
 
 def images_json(source: str | Path, out: str | Path, *, ids_from: str | Path | None = None,
                 images_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """Write the images-only COCO file ``out`` for ``source``; returns a report."""
     ensure_new_output(out, force)
-    root, names = list_images(source, images_dir)
+    root, names, lines = list_images(source, images_dir)
     categories: list[dict] = []
     ids: dict[str, Any] = {}
     if ids_from is not None:
@@ -87,7 +92,12 @@ def images_json(source: str | Path, out: str | Path, *, ids_from: str | Path | N
             used[img["id"]] = name
     images = []
     for k, name in enumerate(names, 1):
-        w, h = image_size(root / name)
+        try:
+            w, h = image_size(root / name)
+        except DataError as e:
+            if name not in lines:
+                raise
+            raise DataError(f"{source}: line {lines[name]}: {e}") from None
         ref_img = ids.get(name)
         if ref_img is not None and (ref_img["width"], ref_img["height"]) != (w, h):
             raise DataError(f"{root / name} is {w}x{h}, {ids_from} says "

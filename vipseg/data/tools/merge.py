@@ -1,7 +1,8 @@
 """``vipseg data merge``: several COCO splits → one file (e.g. train + val → train_val).
 
-Images and annotations get fresh ids (1, 2, ... in input order). Categories must be the same
-in every input (same ids and names; other category fields may differ). With ``images_out`` the
+Images and annotations get fresh ids (1, 2, ... in input order). Every input must have the same
+category names (other category fields may differ); category ids are matched by name and mapped
+to the first input's, so a 0-based and a 1-based file merge. With ``images_out`` the
 images of every input are hard-linked (copied where linking fails, or with ``copy``) into one
 folder; ``file_name`` clashes between inputs are resolved by renaming (``name__2.png``, ...) and
 updating ``file_name``.
@@ -57,11 +58,15 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
 
     ref = cocos[0]
     ref_cats = {c["id"]: c["name"] for c in ref.categories}
-    for c in cocos[1:]:
+    ref_ids = {name: cid for cid, name in ref_cats.items()}
+    cat_maps = []  # per input: its category id -> the first input's id (same name)
+    for c in cocos:
         cats = {k["id"]: k["name"] for k in c.categories}
-        if cats != ref_cats:
-            raise DataError(f"{ref.path} and {c.path}: categories differ "
+        if set(cats.values()) != set(ref_ids):
+            raise DataError(f"{ref.path} and {c.path}: categories differ by name "
                             f"({_fmt_cats(ref_cats)} vs {_fmt_cats(cats)})")
+        cat_maps.append({cid: ref_ids[name] for cid, name in cats.items()})
+    remapped = [str(c.path) for c, m in zip(cocos, cat_maps) if any(k != v for k, v in m.items())]
 
     images, annotations, links = [], [], []
     taken: set[str] = set()
@@ -84,6 +89,7 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
             new = dict(ann)
             new["id"] = len(annotations) + 1
             new["image_id"] = new_id[ann["image_id"]]
+            new["category_id"] = cat_maps[k][ann["category_id"]]
             annotations.append(new)
 
     merged: dict[str, Any] = {
@@ -102,7 +108,7 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
             "images": len(images), "annotations": len(annotations),
             "per_input": [{"file": str(c.path), "images": len(c.images),
                            "annotations": len(c.annotations)} for c in cocos],
-            "renamed": renamed, "images_out": str(images_out) if images_out else None,
+            "renamed": renamed, "remapped": remapped, "images_out": str(images_out) if images_out else None,
             "linked": modes.get("link", 0), "copied": modes.get("copy", 0),
             "warnings": [f"{c.path}: {w}" for c in cocos for w in c.warnings]}
 
@@ -118,6 +124,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"images in {r['images_out']}: {r['linked']} linked, {r['copied']} copied")
     elif r["renamed"]:
         lines.append("note: no --images-out, so renamed file names point to no file yet")
+    for src in r["remapped"]:
+        lines.append(f"category ids of {src} mapped by name to those of {r['inputs'][0]}")
     for src, old, new in r["renamed"]:
         lines.append(f"renamed {old} -> {new} (from {src}: name already used)")
     return "\n".join(lines)

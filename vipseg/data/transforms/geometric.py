@@ -129,6 +129,9 @@ def warp(array: np.ndarray, m: np.ndarray, out_size: tuple[int, int], *, nearest
 
     Bilinear for images, nearest for masks; pixels from outside ``array`` get ``fill``.
     """
+    if array.shape[0] == 0 or array.shape[1] == 0:  # nothing to read (e.g. a crop wholly off
+        # the canvas): every output pixel comes from outside; cv2 refuses empty sources
+        return np.full((out_size[0], out_size[1], *array.shape[2:]), fill, array.dtype)
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     if isinstance(fill, int):
         border = fill

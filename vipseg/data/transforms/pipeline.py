@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from vipseg.config.schema import AugmentConfig
+from vipseg.config.schema import AugmentConfig, DatasetConfig
 from vipseg.data.dataset import RawSample
 from vipseg.data.transforms.copy_paste import CopyPaste, ObjectBank, Paste, occlude, paste_pixels
 from vipseg.data.transforms.geometric import (GeometryParams, GeometrySampler, compose, map_box,
@@ -106,19 +106,22 @@ class TrainTransform:
         allow_empty_crop: if False, redraw the crop (up to ``crop_attempts`` times) until it
             overlaps an instance box.
         fill: RGB colour of shear/translate borders and padding.
+        extra: callables ``(image, target) -> (image, target)`` applied in order to the final
+            sample by :meth:`__call__`, e.g. any ``torchvision.transforms.v2`` transform.
     """
 
     def __init__(self, geometry: GeometrySampler, photometric: PhotometricSampler | None = None,
                  copy_paste: CopyPaste | None = None, min_box_size: float = 2.0,
                  allow_empty_crop: bool = True, fill: Sequence[int] = (124, 116, 104),
-                 crop_attempts: int = 10) -> None:
+                 crop_attempts: int = 10, extra: Sequence[Callable] = ()) -> None:
         self.geometry = geometry
         self.photometric = photometric
         self.copy_paste = copy_paste
         self.min_box_size = min_box_size
         self.allow_empty_crop = allow_empty_crop
-        self.fill = tuple(int(v) for v in fill)
+        self.fill = tuple(int(round(v)) for v in fill)
         self.crop_attempts = crop_attempts
+        self.extra = list(extra)
 
     def sample(self, raw: RawSample, rng: np.random.Generator) -> AugmentParams:
         """Draw all parameters for ``raw`` (reads only a subsampled copy of its image)."""
@@ -186,7 +189,10 @@ class TrainTransform:
 
     def __call__(self, raw: RawSample) -> tuple[tv_tensors.Image, dict]:
         seed = int(torch.randint(0, 2**62, (1,)).item())
-        return self.apply(raw, self.sample(raw, np.random.default_rng(seed)))
+        image, target = self.apply(raw, self.sample(raw, np.random.default_rng(seed)))
+        for transform in self.extra:
+            image, target = transform(image, target)
+        return image, target
 
 
 def build_copy_paste(augment: AugmentConfig, root: str, classes: Sequence[str] | None) -> CopyPaste | None:
@@ -211,17 +217,17 @@ def build_copy_paste(augment: AugmentConfig, root: str, classes: Sequence[str] |
 
 
 def build_train_transform(augment: AugmentConfig, root: str = "",
-                          classes: Sequence[str] | None = None) -> TrainTransform:
-    """Map ``cfg.augment`` onto the training transform.
+                          classes: Sequence[str] | None = None,
+                          mean: Sequence[float] = tuple(DatasetConfig().mean),
+                          extra: Sequence[Callable] = ()) -> TrainTransform:
+    """Map ``cfg.augment`` onto the training transform (``augment`` is validated first).
 
     ``root``: dataset root (the object bank path is relative to it); ``classes``: label order
-    (``cfg.dataset.classes``) used to label pasted objects.
+    (``cfg.dataset.classes``) used to label pasted objects; ``mean``: ``cfg.dataset.mean``, the
+    fill colour when ``augment.fill`` is null; ``extra``: transforms applied to the final sample
+    (see :class:`TrainTransform`).
     """
-    if not augment.scales or any(len(s) != 2 or min(s) < 1 for s in augment.scales):
-        raise ConfigError(f"augment.scales must be a non-empty list of [long, short] sizes, "
-                          f"got {augment.scales}")
-    if augment.crop_size is not None and (len(augment.crop_size) != 2 or min(augment.crop_size) < 1):
-        raise ConfigError(f"augment.crop_size must be [width, height], got {augment.crop_size}")
+    augment.validate()
     geo = augment.geometric
     geometry = GeometrySampler(augment.scales, augment.hflip_prob, geo.shear_max_degrees,
                                geo.shear_prob, geo.translate_max_fraction, geo.translate_prob,
@@ -232,4 +238,5 @@ def build_train_transform(augment: AugmentConfig, root: str = "",
         photometric = PhotometricSampler(p.prob, p.brightness_delta, tuple(p.contrast_range),
                                          tuple(p.saturation_range), p.hue_delta, p.channel_swap_prob)
     return TrainTransform(geometry, photometric, build_copy_paste(augment, root, classes),
-                          augment.min_box_size, augment.allow_empty_crop, augment.fill)
+                          augment.min_box_size, augment.allow_empty_crop,
+                          mean if augment.fill is None else augment.fill, extra=extra)

@@ -3,8 +3,8 @@
 A person is a 2D skeleton in body units (height 1, y up, feet at 0) posed by joint angles
 (0 = limb pointing down, positive = towards the facing side). ``draw_person`` rasterises it with
 hard edges (no anti-aliasing) into a small uint8 crop of part labels; ``colour_parts`` turns labels
-into RGB with the outfit, skin and shading. The scene composes crops into the image and the
-owner map, so every painted pixel belongs to exactly one instance.
+into RGB with the outfit, skin, per-part texture and shading. The scene composes crops into the
+image and the owner map, so every painted pixel belongs to exactly one instance.
 """
 
 from __future__ import annotations
@@ -21,11 +21,17 @@ N_LABELS = 16
 POSES = ("standing", "running", "jumping", "defending", "dribbling")
 SKIN_TONES = np.array([[238, 200, 170], [210, 160, 120], [170, 115, 80], [120, 80, 55],
                        [85, 58, 40]], np.float32)
+# Texture amplitude per part (relative gain): (blotches, fabric weave and folds).
+TEXTURE = {SKIN: (0.05, 0.0), HAIR: (0.12, 0.0), JERSEY: (0.03, 0.07), SHORTS: (0.03, 0.07),
+           SHOES: (0.04, 0.0), NUMBER: (0.02, 0.03)}
 
 
 @dataclass
 class Outfit:
-    """Colours (RGB 0..255) of one person; ``stripes`` draws a referee's striped shirt."""
+    """Colours (RGB 0..255) of one person; ``stripes`` draws a referee's striped shirt.
+
+    ``team`` is the player's team index (0 or 1), -1 for a referee.
+    """
 
     jersey: tuple[float, float, float]
     shorts: tuple[float, float, float]
@@ -34,6 +40,7 @@ class Outfit:
     skin: tuple[float, float, float]
     hair: tuple[float, float, float]
     stripes: bool = False
+    team: int = -1
 
 
 @dataclass
@@ -69,7 +76,7 @@ def random_outfit(rng: np.random.Generator, team: int, teams: list, referee: boo
         return Outfit(grey, (20.0, 20.0, 25.0), (15.0, 15.0, 15.0), (20.0, 20.0, 20.0),
                       tuple(skin.tolist()), hair, stripes=True)
     jersey, number = teams[team]
-    return Outfit(jersey, jersey, number, shoes, tuple(skin.tolist()), hair)
+    return Outfit(jersey, jersey, number, shoes, tuple(skin.tolist()), hair, team=team)
 
 
 def random_pose(rng: np.random.Generator, kind: str | None = None) -> Pose:
@@ -199,10 +206,34 @@ def _shoe(lab: np.ndarray, ankle: tuple[int, int], facing: int, s: float, label:
                 label, -1, cv2.LINE_8, 3)
 
 
-def colour_parts(rng: np.random.Generator, lab: np.ndarray, outfit: Outfit) -> np.ndarray:
-    """Part labels uint8 [h, w] -> float32 RGB [h, w, 3] with shading from one side.
+def part_texture(rng: np.random.Generator, lab: np.ndarray) -> np.ndarray:
+    """Gain map float32 [h, w] near 1 for part labels [h, w], amplitudes from ``TEXTURE``.
 
-    Far-side parts are darker; a referee's shirt gets vertical black stripes.
+    Every part gets soft blotches (skin pores and tone, hair strands, scuffs); clothes also get
+    a mesh weave (a one-pixel checker) and folds (slanted waves, a dozen or more along the body).
+    """
+    h, w = lab.shape
+    blotch_amp, weave_amp = np.zeros(N_LABELS, np.float32), np.zeros(N_LABELS, np.float32)
+    for label, (blotch, weave) in TEXTURE.items():
+        blotch_amp[[label, label + BACK]] = blotch
+        weave_amp[[label, label + BACK]] = weave
+    coarse = rng.standard_normal((max(2, h // 3), max(2, w // 3)), dtype=np.float32)
+    blotches = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    blotches += 0.5 * rng.standard_normal((h, w), dtype=np.float32)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    angle, period = rng.uniform(-0.6, 0.6), max(3.0, h * rng.uniform(0.03, 0.08))
+    folds = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * np.float32(2 * np.pi / period)
+                   + np.float32(rng.uniform(0, 2 * np.pi)))
+    mesh = ((xx + yy) % 2) * 2.0 - 1.0
+    weave = 0.6 * folds + 0.4 * mesh
+    return 1.0 + blotch_amp[lab] * blotches + weave_amp[lab] * weave
+
+
+def colour_parts(rng: np.random.Generator, lab: np.ndarray, outfit: Outfit) -> np.ndarray:
+    """Part labels uint8 [h, w] -> float32 RGB [h, w, 3] with texture and shading from one side.
+
+    Far-side parts are darker; a referee's shirt gets vertical black stripes; every part gets
+    ``part_texture``'s low-amplitude skin or fabric texture.
     """
     lut = np.zeros((N_LABELS, 3), np.float32)
     for label, colour in ((SKIN, outfit.skin), (HAIR, outfit.hair), (JERSEY, outfit.jersey),
@@ -219,4 +250,5 @@ def colour_parts(rng: np.random.Generator, lab: np.ndarray, outfit: Outfit) -> n
     light = rng.uniform(-0.35, 0.35)
     ramp = 1.0 + light * np.linspace(-1.0, 1.0, w, dtype=np.float32)
     vert = np.linspace(1.08, 0.85, h, dtype=np.float32)
-    return rgb * (ramp[None, :, None] * vert[:, None, None])
+    gain = part_texture(rng, lab) * ramp[None, :] * vert[:, None]
+    return rgb * gain[:, :, None]

@@ -1,12 +1,18 @@
 """``vipseg data render``: paint an image behind every image entry of an existing COCO file.
 
-Each annotated instance is painted as a person (jersey, shorts, skin, hair, shoes and shading,
-laid out by height inside its box) exactly over its mask, far instances first, on a rendered
-court; a ball is added where a hand-side spot is free. The input masks are kept exactly: the
-ball only covers background pixels, so it may be partly hidden behind a player.
+Each annotated instance is painted as a person (textured jersey, shorts, skin, hair, shoes and
+shading, laid out by height inside its box) over its mask, far instances first (by the bottom
+of the box), on a rendered court; a ball is added where a hand-side spot is free. The ball only
+covers background pixels, so it may be partly hidden behind a player.
+
+Every output mask is the set of pixels painted for its instance and still visible (the owner
+map), so masks are disjoint even when input masks overlap: a pixel in two input masks belongs
+to the one painted last (nearer), the other is cut to what it still shows, and an instance
+hidden entirely is dropped (its id is reported). ``bbox`` and ``area`` are recomputed from the
+output masks, never copied from the input. Disjoint input masks come out unchanged.
 
 Output (``out``): ``out/<stem>/<file_name>`` PNGs (sub-folders kept) and ``out/<stem>.json``
-whose images are the input's, whose annotations are the input's (same masks, category ids
+whose images are the input's, whose annotations are the input's (masks as above, category ids
 mapped by name: ``human`` 1, ``ball`` 2, other names 3, 4, ...) plus one ``ball`` per image.
 """
 
@@ -25,7 +31,7 @@ from vipseg.data.tools.demo.court import random_camera, render_court
 from vipseg.data.tools.demo.people import (HAIR, JERSEY, NUMBER, SHOES, SHORTS, SKIN, colour_parts,
                                            random_outfit, team_outfits)
 from vipseg.data.tools.demo.scene import BALL, HUMAN, camera_effects, draw_ball, overlap, paste
-from vipseg.data.tools.demo.writer import encode_png, image_rng
+from vipseg.data.tools.demo.writer import encode_png, image_rng, owner_to_rles
 from vipseg.errors import DataError
 from vipseg.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -80,11 +86,9 @@ def _safe_relpath(coco: CocoFile, name: str) -> PurePosixPath:
 
 
 def _add_ball(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray,
-              boxes: list[list[float]], index: int) -> np.ndarray | None:
-    """Paint a ball beside a person's hand (or above them) on background pixels only.
-
-    Returns the ball's visible mask uint8 [H, W], or None when no spot shows enough of it.
-    """
+              boxes: list[list[float]], index: int) -> None:
+    """Paint a ball as instance ``index`` beside a person's hand (or above them) on background
+    pixels only; nothing when no spot of a few tries shows at least half of it."""
     h, w = owner.shape
     for _ in range(12):
         x, y, bw, bh = boxes[rng.integers(len(boxes))]
@@ -104,16 +108,17 @@ def _add_ball(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray,
         visible[src] = lab[src] * (owner[dst] == 0)
         if visible.sum() >= 0.5 * lab.sum():
             paste(canvas, owner, rgb, visible, top_left, index)
-            return (owner == index).astype(np.uint8)
-    return None
+            return
 
 
 def render_image(rng: np.random.Generator, size: tuple[int, int], masks: list[np.ndarray],
-                 is_ball: list[bool], add_ball: bool) -> tuple[np.ndarray, np.ndarray | None]:
+                 is_ball: list[bool], add_ball: bool) -> tuple[np.ndarray, np.ndarray]:
     """Render one image of ``size`` (width, height) behind the given full-size masks.
 
-    Returns (uint8 RGB [H, W, 3], the added ball's mask uint8 [H, W] or None). Masks are
-    painted far first (by the bottom of their box), people as players of two teams or referees.
+    Returns (uint8 RGB [H, W, 3], owner map int32 [H, W]): the owner map holds ``k + 1`` where
+    ``masks[k]`` was painted and is still visible, ``len(masks) + 1`` for the added ball and 0
+    for the background. Masks are painted far first (by the bottom of their box, ties in input
+    order), people as players of two teams or referees.
     """
     camera = random_camera(rng, size)
     canvas = render_court(rng, camera)
@@ -136,17 +141,18 @@ def render_image(rng: np.random.Generator, size: tuple[int, int], masks: list[np
             rgb = colour_parts(rng, lab, random_outfit(rng, int(rng.integers(2)), teams, referee))
         paste(canvas, owner, rgb, lab, (x, y), k + 1)
     human_boxes = [boxes[k] for k in range(len(masks)) if not is_ball[k] and boxes[k][3] > 0]
-    ball = None
     if add_ball and human_boxes:
-        ball = _add_ball(rng, canvas, owner, human_boxes, len(masks) + 1)
-    return camera_effects(rng, canvas), ball
+        _add_ball(rng, canvas, owner, human_boxes, len(masks) + 1)
+    return camera_effects(rng, canvas), owner
 
 
 def render_annotations(ann_file: str | Path, out: str | Path, seed: int = 0, force: bool = False,
-                       progress: Callable[[str], None] | None = None) -> dict[str, int]:
+                       progress: Callable[[str], None] | None = None) -> dict:
     """Render every image of ``ann_file`` into ``out`` (layout in the module docstring).
 
-    Returns counts: ``images``, ``annotations`` (kept from the input) and ``balls`` (added).
+    Returns ``images``, ``annotations`` (input instances written), ``cut`` (how many of those
+    lost pixels to instances painted over them), ``dropped`` (ids of input instances with no
+    visible pixel left, not written) and ``balls`` (added).
     """
     coco = load_coco(ann_file)
     mapping, categories = _category_map(coco)
@@ -154,26 +160,38 @@ def render_annotations(ann_file: str | Path, out: str | Path, seed: int = 0, for
     anns_out: list[dict] = []
     ids = [a["id"] for a in coco.annotations]
     next_id = max([i for i in ids if isinstance(i, int)], default=0) + 1
-    balls = 0
+    balls, cut, dropped = 0, 0, []
     with atomic_dir(out, force) as tmp:
         for i, img in enumerate(coco.images):
             rel = _safe_relpath(coco, img["file_name"])
             anns = coco.anns_by_image.get(img["id"], [])
-            masks = [decode(coco.rle(a)) for a in anns]
+            rles_in = [coco.rle(a) for a in anns]
             is_ball = [mapping[a["category_id"]] == BALL for a in anns]
-            image, ball = render_image(image_rng(seed, "render", i), (img["width"], img["height"]),
-                                       masks, is_ball, add_ball=not any(is_ball))
+            image, owner = render_image(image_rng(seed, "render", i), (img["width"], img["height"]),
+                                        [decode(r) for r in rles_in], is_ball,
+                                        add_ball=not any(is_ball))
             atomic_write_bytes(tmp / stem / rel, encode_png(image))
-            anns_out += [{**a, "category_id": mapping[a["category_id"]]} for a in anns]
+            *visible, ball = owner_to_rles(owner, len(anns) + 1)
+            for a, rle_in, rle in zip(anns, rles_in, visible):
+                if rle is None:
+                    dropped.append(a["id"])
+                    continue
+                cut += rle != rle_in
+                anns_out.append({**a, "category_id": mapping[a["category_id"]],
+                                 **_mask_fields(rle)})
             if ball is not None:
-                rle = encode(ball)
                 anns_out.append({"id": next_id, "image_id": img["id"], "category_id": BALL,
-                                 "segmentation": rle, "area": rle_area(rle),
-                                 "bbox": rle_to_bbox(rle), "iscrowd": 0})
+                                 **_mask_fields(ball), "iscrowd": 0})
                 next_id += 1
                 balls += 1
             if progress:
                 progress(f"{stem}: {i + 1}/{len(coco.images)}")
         atomic_write_json(tmp / f"{stem}.json", {"images": coco.images, "annotations": anns_out,
                                                  "categories": categories})
-    return {"images": len(coco.images), "annotations": len(coco.annotations), "balls": balls}
+    return {"images": len(coco.images), "annotations": len(coco.annotations) - len(dropped),
+            "cut": cut, "dropped": dropped, "balls": balls}
+
+
+def _mask_fields(rle: dict) -> dict:
+    """``segmentation``, ``area`` and ``bbox`` of an annotation, all from its RLE."""
+    return {"segmentation": rle, "area": rle_area(rle), "bbox": rle_to_bbox(rle)}

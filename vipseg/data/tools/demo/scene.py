@@ -15,8 +15,8 @@ import numpy as np
 
 from vipseg.data.tools.demo.court import (COURT_LENGTH, COURT_WIDTH, MARGIN, PERSON_HEIGHT, Camera,
                                           random_camera, render_court)
-from vipseg.data.tools.demo.people import (colour_parts, draw_person, random_outfit, random_pose,
-                                           team_outfits)
+from vipseg.data.tools.demo.people import (Outfit, colour_parts, draw_person, random_outfit,
+                                           random_pose, team_outfits)
 
 HUMAN, BALL = 1, 2  # category ids of the VIPriors files
 BALL_DIAMETER = 0.24  # metres
@@ -26,11 +26,13 @@ BALL_COLOUR = (205.0, 95.0, 35.0)
 @dataclass
 class Scene:
     """A rendered scene: ``image`` uint8 RGB [H, W, 3]; ``owner`` int32 [H, W] (0 background,
-    k >= 1 instance k); ``categories[k - 1]`` is the category id of instance k."""
+    k >= 1 instance k); ``categories[k - 1]`` is the category id of instance k and
+    ``outfits[k - 1]`` its outfit (team or referee; None for the ball)."""
 
     image: np.ndarray
     owner: np.ndarray
     categories: list[int]
+    outfits: list[Outfit | None]
 
 
 def overlap(top_left: tuple[int, int], crop_shape: tuple[int, ...],
@@ -137,11 +139,13 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
     players = order[order >= n_ref]  # referees (the first n_ref) do not hold the ball
     holder = int(players[rng.integers(len(players))])
     categories: list[int] = []
+    outfits: list[Outfit | None] = []
 
     def add_ball(centre: np.ndarray, diameter: float) -> None:
         lab, rgb = draw_ball(rng, diameter)
         top_left = (int(round(centre[0] - lab.shape[1] / 2)), int(round(centre[1] - lab.shape[0] / 2)))
         categories.append(BALL)
+        outfits.append(None)
         paste(canvas, owner, rgb, lab, top_left, len(categories))
 
     ball_depth, ball_at = np.inf, None
@@ -163,10 +167,11 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
         rgb = colour_parts(rng, lab, outfit)
         top_left = np.round(feet_img[j] - origin).astype(int)
         categories.append(HUMAN)
+        outfits.append(outfit)
         paste(canvas, owner, rgb, lab, (int(top_left[0]), int(top_left[1])), len(categories))
         if ball_mode == "hand" and j == holder:
             hand = hands[0] + top_left + np.array([pose.facing * 0.02 * height, 0.0])
             add_ball(hand, BALL_DIAMETER * ppm[j])
     if ball_at is not None:
         add_ball(*ball_at)
-    return Scene(camera_effects(rng, canvas), owner, categories)
+    return Scene(camera_effects(rng, canvas), owner, categories, outfits)
