@@ -61,11 +61,11 @@ class CocoInstanceDataset(Dataset):
         self.images_dir = Path(images_dir)
         self.classes = list(classes)
         self.transform = transform or to_sample
-        # A file is validated by load_coco (one-line DataError naming file, object, problem).
-        data = coco if coco is not None else load_coco(self.ann_file,
-                                                       require_annotations=False).to_dict()
-        self.images: list[dict] = list(data.get("images", []))
-        by_name = {c["name"]: c["id"] for c in data.get("categories", [])}
+        # Validated by load_coco (one-line DataError naming file, object, problem); a given
+        # ``coco`` dict is validated the same way, with ``ann_file`` named in messages.
+        data = load_coco(self.ann_file, require_annotations=False, data=coco)
+        self.images: list[dict] = list(data.images)
+        by_name = {c["name"]: c["id"] for c in data.categories}
         unknown = [c for c in by_name if c not in self.classes]
         if unknown:
             raise DataError(f"{self.ann_file}: categories {unknown} are not in the config's "
@@ -73,10 +73,9 @@ class CocoInstanceDataset(Dataset):
         # label i <-> category id; classes absent from the file get no id (None).
         self.cat_ids: list[Any] = [by_name.get(name) for name in self.classes]
         self._label_of = {cid: i for i, cid in enumerate(self.cat_ids) if cid is not None}
-        self._anns: dict[Any, list[dict]] = {img["id"]: [] for img in self.images}
-        for ann in data.get("annotations", []):
-            if not ann.get("iscrowd", 0):
-                self._anns.setdefault(ann["image_id"], []).append(ann)
+        self._anns: dict[Any, list[dict]] = {
+            image_id: [a for a in anns if not a.get("iscrowd", 0)]
+            for image_id, anns in data.anns_by_image.items()}
 
     def __len__(self) -> int:
         return len(self.images)

@@ -25,9 +25,8 @@ import numpy as np
 from vipseg.data.coco import load_coco
 from vipseg.data.dataset import read_image
 from vipseg.data.masks import decode_crop, encode, rle_box
-from vipseg.utils.io import atomic_dir
+from vipseg.utils.io import atomic_dir, atomic_write_json, ensure_new_output
 from vipseg.errors import DataError
-from vipseg.utils.io import atomic_write_json, ensure_new_output
 
 INDEX = "index.json"
 

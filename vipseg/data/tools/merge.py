@@ -14,9 +14,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from vipseg.data.coco import CocoFile, load_coco
-from vipseg.utils.io import atomic_dir, link_or_copy
+from vipseg.utils.io import atomic_dir, atomic_write_json, ensure_new_output, link_or_copy
 from vipseg.errors import DataError
-from vipseg.utils.io import atomic_write_json, ensure_new_output
 
 
 def default_images_dir(ann_file: Path) -> Path:

@@ -16,6 +16,11 @@ from torchvision import tv_tensors
 from vipseg.data.masks import decode
 
 
+def image_tensor(image: np.ndarray) -> tv_tensors.Image:
+    """RGB uint8 array [H, W, 3] -> ``tv_tensors.Image`` [3, H, W] (contiguous copy)."""
+    return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+
+
 def to_sample(raw: dict) -> tuple[tv_tensors.Image, dict]:
     """Decode a raw sample's masks and wrap everything as tv_tensors (no resizing)."""
     img = raw["image"]
@@ -29,7 +34,7 @@ def to_sample(raw: dict) -> tuple[tv_tensors.Image, dict]:
         "image_id": raw["image_id"],
         "orig_size": tuple(raw["orig_size"]),
     }
-    return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))), target
+    return image_tensor(img), target
 
 
 def fit_scale(height: int, width: int, long_side: int, short_side: int) -> float:
@@ -58,4 +63,4 @@ class TestTransform:
         if (nh, nw) != (h, w):
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
         target = {"image_id": raw["image_id"], "orig_size": (h, w), "scale_factor": (nh / h, nw / w)}
-        return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))), target
+        return image_tensor(img), target

@@ -38,6 +38,7 @@ from vipseg.data.transforms.geometric import (GeometryParams, GeometrySampler, c
 from vipseg.data.transforms.photometric import (PhotometricParams, PhotometricSampler,
                                                 apply_photometric)
 from vipseg.data.masks import rle_box
+from vipseg.data.transforms.basic import image_tensor
 from vipseg.data.transforms.window import Piece, boxes_intersect, piece_from_rle, source_window
 from vipseg.errors import ConfigError
 
@@ -83,7 +84,7 @@ def make_sample(image: np.ndarray, labels: list[int], regions: list[tuple[int, i
         "image_id": image_id,
         "orig_size": tuple(orig_size),
     }
-    return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))), target
+    return image_tensor(image), target
 
 
 def pad_image(image: np.ndarray, size: tuple[int, int] | None, fill: Sequence[int]) -> np.ndarray:

@@ -26,14 +26,13 @@ import numpy as np
 
 from vipseg.data.coco import CocoFile, load_coco
 from vipseg.data.masks import decode, encode, rle_area, rle_to_bbox
-from vipseg.utils.io import atomic_dir
+from vipseg.utils.io import atomic_dir, atomic_write_bytes, atomic_write_json
 from vipseg.data.tools.demo.court import random_camera, render_court
 from vipseg.data.tools.demo.people import (HAIR, JERSEY, NUMBER, SHOES, SHORTS, SKIN, colour_parts,
                                            random_outfit, team_outfits)
 from vipseg.data.tools.demo.scene import BALL, HUMAN, camera_effects, draw_ball, overlap, paste
 from vipseg.data.tools.demo.writer import encode_png, image_rng, owner_to_rles
 from vipseg.errors import DataError
-from vipseg.utils.io import atomic_write_bytes, atomic_write_json
 
 # Body layout by relative height in the box (top = 0): (end of band, part label).
 BANDS = ((0.04, HAIR), (0.13, SKIN), (0.45, JERSEY), (0.6, SHORTS), (0.93, SKIN), (1.01, SHOES))

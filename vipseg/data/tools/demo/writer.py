@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from vipseg.data.masks import rle_area, rle_to_bbox
 from vipseg.data.tools.demo.scene import BALL, HUMAN, render_scene
-from vipseg.utils.io import atomic_dir
-from vipseg.utils.io import atomic_write_bytes, atomic_write_json
+from vipseg.utils.io import atomic_dir, atomic_write_bytes, atomic_write_json
 
 CATEGORIES = [{"id": HUMAN, "name": "human"}, {"id": BALL, "name": "ball"}]
 SPLITS = ("train", "val", "test")
@@ -68,11 +68,9 @@ def scene_annotations(owner: np.ndarray, categories: list[int], image_id: int,
     for k, rle in enumerate(owner_to_rles(owner, len(categories))):
         if rle is None:
             continue
-        enc = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
         anns.append({"id": first_id + len(anns), "image_id": image_id,
                      "category_id": categories[k], "segmentation": rle,
-                     "area": int(mask_utils.area(enc)),
-                     "bbox": [float(v) for v in mask_utils.toBbox(enc)], "iscrowd": 0})
+                     "area": rle_area(rle), "bbox": rle_to_bbox(rle), "iscrowd": 0})
     return anns
 
 
