@@ -91,3 +91,23 @@ def test_unknown_family_and_anchor_mismatch(tiny_cfg):
     tiny_cfg.model.family = "cascade"
     with pytest.raises(ConfigError, match="model.family 'cascade'"):
         build_model(tiny_cfg)
+
+
+def test_stages_equal_forward(tiny_cfg, shapes_batch):
+    """``detect`` + ``predict_masks`` are what ``forward`` runs; masks for given boxes match."""
+    tiny_cfg.model.roi_heads.score_thresh = 0.0
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    images, _ = shapes_batch
+    with torch.no_grad():
+        full = model(images)
+        feats = model.extract_features(images)
+        assert feats.image_sizes == [tuple(im.shape[-2:]) for im in images]
+        dets = model.detect(feats)
+        given = model.predict_masks(feats, [d["boxes"] for d in full], [d["labels"] for d in full])
+    assert sum(len(d["boxes"]) for d in full) > 0
+    for f, d, g in zip(full, dets, given):
+        torch.testing.assert_close(f["boxes"], d["boxes"])
+        torch.testing.assert_close(f["scores"], d["scores"])
+        assert torch.equal(f["labels"], d["labels"])
+        torch.testing.assert_close(f["masks"], g["masks"])

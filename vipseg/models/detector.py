@@ -10,15 +10,31 @@ losses; evaluation returns per image ``boxes`` [K, 4] XYXY in the input image's 
 
 The model normalises with a mean and std in 0..255 units and pads the batch to a multiple of
 32; it never resizes (the data pipeline does), so boxes come back in input pixels.
+
+Beside ``forward`` the detector exposes its stages, which test-time augmentation and
+ensembles call (every family keeps this API):
+
+- ``extract_features(images) -> FeatureBatch``: pyramid maps and the unpadded image sizes;
+- ``detect(features) -> list[dict]``: per image ``boxes`` [K, 4], ``labels`` [K] (0..C-1) and
+  box ``scores`` [K], before any mask-IoU rescoring;
+- ``predict_masks(features, boxes, labels) -> list[dict]``: for given boxes [K, 4] (input
+  pixels) and labels [K], soft ``masks`` [K, 1, M, M] in 0..1 and, for models with a mask-IoU
+  head, ``mask_iou`` [K] (the predicted IoU of each mask, multiplied into the final score).
+
+In evaluation ``forward(images)`` equals ``detect`` followed by ``predict_masks`` on the
+detected boxes (scores times ``mask_iou`` where present).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -59,6 +75,17 @@ def to_internal_target(target: dict) -> dict[str, torch.Tensor]:
     return out
 
 
+@dataclass
+class FeatureBatch:
+    """A batch's pyramid: ``maps[level]`` float [B, C, Hp / stride, Wp / stride] of the padded
+    batch, ``image_sizes`` the unpadded (H, W) of each image and ``padded_size`` (Hp, Wp) of
+    the batch, in input pixels."""
+
+    maps: "OrderedDict[str, torch.Tensor]"
+    image_sizes: list[tuple[int, int]]
+    padded_size: tuple[int, int]
+
+
 class MaskRCNN(GeneralizedRCNN):
     """Mask R-CNN: ``backbone`` (with FPN) -> ``rpn`` -> ``roi_heads``, with vipseg's contract
     (module doc). ``roi_heads`` predicts ``C + 1`` classes, 0 being background."""
@@ -67,14 +94,52 @@ class MaskRCNN(GeneralizedRCNN):
                  mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__(backbone, rpn, roi_heads, NoResizeTransform(mean=mean, std=std))
 
+    def extract_features(self, images: list[torch.Tensor]) -> FeatureBatch:
+        """Normalise, pad and run backbone + neck on ``images`` ([3, H, W] in 0..255)."""
+        batch, _ = self.transform([im.as_subclass(torch.Tensor) for im in images])
+        return FeatureBatch(self.backbone(batch.tensors), [tuple(s) for s in batch.image_sizes],
+                            tuple(batch.tensors.shape[-2:]))
+
+    def detect(self, features: FeatureBatch) -> list[dict[str, torch.Tensor]]:
+        """Proposals, box head and per-class NMS: per image ``boxes`` [K, 4] (input pixels),
+        ``labels`` [K] in 0..C-1, ``scores`` [K]; no masks."""
+        level = next(iter(features.maps.values()))
+        # The anchor generator reads only the padded size and dtype/device of ``tensors``.
+        batch = ImageList(level.new_empty((0, 0, *features.padded_size)), features.image_sizes)
+        proposals, _ = self.rpn(batch, features.maps)
+        heads = self.roi_heads
+        feats = heads.box_roi_pool(features.maps, proposals, features.image_sizes)
+        logits, deltas = heads.box_predictor(heads.box_head(feats))
+        boxes, scores, labels = heads.postprocess_detections(logits, deltas, proposals,
+                                                             features.image_sizes)
+        return [{"boxes": b, "labels": l - 1, "scores": s}
+                for b, s, l in zip(boxes, scores, labels)]
+
+    def predict_masks(self, features: FeatureBatch, boxes: list[torch.Tensor],
+                      labels: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Soft masks for given boxes: per image ``masks`` float [K, 1, 28, 28] in 0..1 for
+        ``boxes[i]`` [K, 4] (XYXY input pixels) and ``labels[i]`` [K] (0..C-1)."""
+        heads = self.roi_heads
+        boxes = [b.to(dtype=torch.float32) for b in boxes]
+        feats = heads.mask_roi_pool(features.maps, boxes, features.image_sizes)
+        logits = heads.mask_predictor(heads.mask_head(feats))
+        flat = torch.cat(labels).long() + 1 if labels else torch.zeros(0, dtype=torch.long)
+        probs = logits[torch.arange(len(flat), device=logits.device), flat][:, None].sigmoid()
+        return [{"masks": m} for m in probs.split([len(b) for b in boxes])]
+
     def forward(self, images: list[torch.Tensor], targets: Optional[list[dict]] = None):
         """Losses (training) or detections (evaluation); shapes in the module doc."""
+        if not self.training:
+            features = self.extract_features(images)
+            dets = self.detect(features)
+            masks = self.predict_masks(features, [d["boxes"] for d in dets],
+                                       [d["labels"] for d in dets])
+            for det, m in zip(dets, masks):
+                det["masks"] = m["masks"]
+                if "mask_iou" in m:
+                    det["scores"] = det["scores"] * m["mask_iou"]
+            return dets
         images = [im.as_subclass(torch.Tensor) for im in images]
         if targets is not None:
             targets = [to_internal_target(t) for t in targets]
-        out = super().forward(images, targets)
-        if self.training:
-            return out
-        for det in out:
-            det["labels"] = det["labels"] - 1
-        return out
+        return super().forward(images, targets)
