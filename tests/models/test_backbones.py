@@ -12,7 +12,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from vipseg.errors import ConfigError
 from vipseg.models.backbones.timm_features import TimmFeatures
-from vipseg.models.build import build_backbone, build_model
+from vipseg.models.build import build_model
+from vipseg.models.features import build_backbone
 from vipseg.models.necks.fpn import BackboneFPN
 from vipseg.models.norms import group_count
 

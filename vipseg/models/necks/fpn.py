@@ -24,7 +24,8 @@ class BackboneFPN(nn.Module):
 
     ``forward(x [B, 3, H, W]) -> OrderedDict`` with keys ``"0" .. str(L - 1)`` and ``"pool"``,
     each ``[B, channels, h, w]``; ``out_channels`` is ``channels`` (as torchvision's detection
-    heads expect) and ``level_names`` lists the keys of the non-pooled levels.
+    heads expect), ``level_names`` lists the keys of the non-pooled levels and ``num_levels``
+    counts all levels.
     """
 
     def __init__(self, body: nn.Module, *, channels: int = 256,
@@ -35,6 +36,7 @@ class BackboneFPN(nn.Module):
                                          extra_blocks=LastLevelMaxPool(), norm_layer=norm_layer)
         self.out_channels = channels
         self.level_names = [str(i) for i in range(len(body.out_channels))]
+        self.num_levels = len(self.level_names) + 1  # + the max-pooled level
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         return self.fpn(self.body(x))
