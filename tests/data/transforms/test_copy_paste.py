@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data.transforms.checks import assert_sample_contract
+from tests.data.transforms.checks import assert_sample_contract, full_masks
 from tests.data.transforms.conftest import CLASSES, write_bank
 from vipseg.config.schema import AugmentConfig, CopyPasteConfig
 from vipseg.data.masks import encode
@@ -71,9 +71,9 @@ def test_exact_occlusion(square_bank):
     disc[26:35, 38:47] = ObjectBank(square_bank, CLASSES).load(1)[1]
     expected_big = big.astype(bool) & ~disc
     assert 0 < (big.astype(bool) & disc).sum() < big.sum()  # partly covered
-    assert np.array_equal(target["masks"][0].numpy(), expected_big)
-    assert np.array_equal(target["masks"][1].numpy(), square)
-    assert np.array_equal(target["masks"][2].numpy(), disc)
+    assert np.array_equal(full_masks(target)[0].numpy(), expected_big)
+    assert np.array_equal(full_masks(target)[1].numpy(), square)
+    assert np.array_equal(full_masks(target)[2].numpy(), disc)
     # pasted pixels are the bank's pixels exactly, under exactly the pasted masks
     bank = ObjectBank(square_bank, CLASSES)
     hwc = image.permute(1, 2, 0).numpy()
@@ -88,11 +88,11 @@ def test_later_paste_hides_earlier_paste_and_small_remainders_drop(square_bank):
     # second square covers 18 of the first square's 20 columns: 10 % visible < 50 % → dropped
     pastes = [Paste(0, 0, 10, 10, (20, 20)), Paste(0, 0, 12, 10, (20, 20))]
     _, target = transform.apply(raw, _identity(pastes))
-    assert target["labels"].tolist() == [0, 0] and target["masks"][1].sum() == 400
+    assert target["labels"].tolist() == [0, 0] and full_masks(target)[1].sum() == 400
     # covering only 5 columns keeps it, with exactly the 15 visible columns
     pastes = [Paste(0, 0, 10, 10, (20, 20)), Paste(0, 0, 25, 10, (20, 20))]
     _, target = transform.apply(raw, _identity(pastes))
-    assert target["masks"][1].sum() == 15 * 20 and target["masks"][1][10:30, 10:25].all()
+    assert full_masks(target)[1].sum() == 15 * 20 and full_masks(target)[1][10:30, 10:25].all()
 
 
 def test_plan_counts_placement_occlusion_and_ball_at_hand(square_bank):

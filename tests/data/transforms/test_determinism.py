@@ -32,7 +32,8 @@ def _transform(shapes):
 
 
 def _same(a, b) -> bool:
-    return (torch.equal(a[0], b[0]) and torch.equal(a[1]["masks"], b[1]["masks"])
+    return (torch.equal(a[0], b[0]) and torch.equal(a[1]["mask_data"], b[1]["mask_data"])
+            and torch.equal(a[1]["mask_boxes"], b[1]["mask_boxes"])
             and torch.equal(a[1]["labels"], b[1]["labels"]))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from benchmarks.data_pipeline_reference import reference_apply
-from tests.data.transforms.checks import assert_sample_contract, mask_iou
+from tests.data.transforms.checks import assert_sample_contract, full_masks, mask_iou
 from tests.data.transforms.conftest import CLASSES
 from vipseg.config.schema import AugmentConfig, CopyPasteConfig, GeometricConfig, PhotometricConfig
 from vipseg.data.transforms.pipeline import build_train_transform
@@ -24,17 +24,18 @@ def _match(fast: dict, ref: dict) -> list[tuple[int, int]]:
     """Pairs (i, j) of same-label instances with the best mask IoU; unpaired ones must be
     slivers (an instance at a size threshold may be kept by one and dropped by the other)."""
     pairs, used = [], set()
-    for i, (a, la) in enumerate(zip(fast["masks"], fast["labels"])):
-        scores = [(mask_iou(a, b), j) for j, (b, lb) in enumerate(zip(ref["masks"], ref["labels"]))
+    fast_masks, ref_masks = full_masks(fast), full_masks(ref)
+    for i, (a, la) in enumerate(zip(fast_masks, fast["labels"])):
+        scores = [(mask_iou(a, b), j) for j, (b, lb) in enumerate(zip(ref_masks, ref["labels"]))
                   if lb == la and j not in used]
         best = max(scores, default=(0.0, -1))
         if best[0] > 0.3:
             pairs.append((i, best[1]))
             used.add(best[1])
     paired_fast = {i for i, _ in pairs}
-    for k, m in enumerate(fast["masks"]):
+    for k, m in enumerate(fast_masks):
         assert k in paired_fast or m.sum() <= 24
-    for k, m in enumerate(ref["masks"]):
+    for k, m in enumerate(ref_masks):
         assert k in used or m.sum() <= 24
     return pairs
 
@@ -51,7 +52,7 @@ def _compare(shapes, raws, shear: float, seeds: range, min_iou: float):
         assert fast_img.shape == ref_img.shape
         image_diffs.append((fast_img.float() - ref_img.float()).abs().mean().item())
         for i, j in _match(fast, ref):
-            a, b = fast["masks"][i], ref["masks"][j]
+            a, b = full_masks(fast)[i], full_masks(ref)[j]
             if b.sum() >= 64:
                 ious.append(mask_iou(a, b))
                 assert (fast["boxes"][i] - ref["boxes"][j]).abs().max() <= 2
@@ -100,5 +101,5 @@ def test_recipe_on_real_full_resolution_masks(deepsport, repo):
     assert fast_img.shape == ref_img.shape == (3, 1280, 1760)
     assert_sample_contract(fast_img, fast, len(CLASSES), cfg.augment.min_box_size)
     assert len(fast["labels"]) > 0
-    ious = [mask_iou(fast["masks"][i], ref["masks"][j]) for i, j in _match(fast, ref)]
+    ious = [mask_iou(full_masks(fast)[i], full_masks(ref)[j]) for i, j in _match(fast, ref)]
     assert len(ious) == len(fast["labels"]) and min(ious) > 0.85

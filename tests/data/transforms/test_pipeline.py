@@ -12,7 +12,8 @@ from dataclasses import replace
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.data.transforms.checks import CLASS_COLOURS, assert_sample_contract, interior_pixels
+from tests.data.transforms.checks import (CLASS_COLOURS, assert_sample_contract, full_masks,
+                                          interior_pixels)
 from tests.data.transforms.conftest import CLASSES
 from vipseg.config.schema import AugmentConfig, CopyPasteConfig, GeometricConfig, PhotometricConfig
 from vipseg.data.build import build_dataset
@@ -48,7 +49,7 @@ OFF_CANVAS = [AugmentConfig(scales=[[160, 120]], crop_size=[32, 32],
 def assert_masks_on_content(target: dict, g: GeometryParams) -> None:
     """Mask pixels lie on image content: not in the padding, not in the borders filled after
     the translation, and they map back inside the source image."""
-    masks = target["masks"].any(0)
+    masks = full_masks(target).any(0)
     vx0, vy0, vx1, vy1 = valid_box(g)
     outside = torch.ones_like(masks)
     outside[vy0:vy1, vx0:vx1] = False
@@ -86,7 +87,8 @@ def test_any_composition_keeps_the_contract(shapes, raws, augment, seed):
     # nothing (same masks and labels with and without it).
     plain, plain_target = transform.apply(raw, replace(params, photometric=None))
     assert torch.equal(plain_target["labels"], target["labels"])
-    assert torch.equal(plain_target["masks"], target["masks"])
+    assert torch.equal(plain_target["mask_boxes"], target["mask_boxes"])
+    assert torch.equal(plain_target["mask_data"], target["mask_data"])
     assert_labels_match_colours(plain, plain_target)
 
 
@@ -100,7 +102,8 @@ def test_crop_off_the_canvas_gives_a_filled_empty_sample(shapes, raws, augment):
     image, target = transform.apply(raws[0], params)
     assert tuple(image.shape) == (3, augment.crop_size[1], augment.crop_size[0])
     assert (image == torch.tensor([10, 20, 30], dtype=torch.uint8)[:, None, None]).all()
-    assert len(target["labels"]) == 0 and target["masks"].shape == (0, *image.shape[-2:])
+    assert len(target["labels"]) == 0 and target["mask_boxes"].shape == (0, 4)
+    assert target["mask_data"].shape == (0,)
 
 
 def test_extra_v2_transforms_run_on_the_final_sample(shapes, raws):
@@ -112,7 +115,8 @@ def test_extra_v2_transforms_run_on_the_final_sample(shapes, raws):
     torch.manual_seed(5)
     image1, target1 = flipped(raws[2])
     assert len(target0["labels"]) > 0
-    assert torch.equal(image1, image0.flip(-2)) and torch.equal(target1["masks"], target0["masks"].flip(-2))
+    assert torch.equal(image1, image0.flip(-2))
+    assert torch.equal(full_masks(target1), full_masks(target0).flip(-2))
     assert isinstance(image1, tv_tensors.Image) and torch.equal(target1["labels"], target0["labels"])
     assert_sample_contract(image1, target1, len(CLASSES))
 
@@ -133,7 +137,7 @@ def test_flip_mirrors_image_and_masks(raws):
     transform = build_train_transform(AugmentConfig(scales=[[w, h]], min_box_size=0))
     plain, t0 = transform.apply(raw, AugmentParams(GeometryParams((h, w), (h, w))))
     flipped, t1 = transform.apply(raw, AugmentParams(GeometryParams((h, w), (h, w), flip=True)))
-    assert torch.equal(flipped, plain.flip(-1)) and torch.equal(t1["masks"], t0["masks"].flip(-1))
+    assert torch.equal(flipped, plain.flip(-1)) and torch.equal(full_masks(t1), full_masks(t0).flip(-1))
 
 
 def test_objects_keep_their_colour_after_all_stages(raws):

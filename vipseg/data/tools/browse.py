@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 import torch
 
+from vipseg.data.transforms.basic import packed_target
 from vipseg.errors import ConfigError, OutputExistsError
 from vipseg.utils.io import atomic_write_bytes
+from vipseg.utils.packed_masks import unpack_crops
 
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
                     (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128),
@@ -24,13 +26,16 @@ PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
 
 def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str],
                 alpha: float = 0.45) -> np.ndarray:
-    """Sample ``(image [3, H, W] uint8, target)`` → RGB uint8 [H, W, 3] with masks, boxes and
-    class names drawn."""
+    """Sample ``(image [3, H, W] uint8, target)`` → RGB uint8 [H, W, 3] with masks (packed
+    ``mask_boxes`` / ``mask_data`` or full ``masks``, drawn crop by crop), boxes and class
+    names drawn."""
     canvas = np.ascontiguousarray(image.permute(1, 2, 0).numpy()).copy()
-    masks = target["masks"].numpy()
-    for k, m in enumerate(masks):
+    packed = packed_target(target)
+    crops = unpack_crops(packed["mask_data"], packed["mask_boxes"])
+    for k, (crop, (x0, y0, x1, y1)) in enumerate(zip(crops, packed["mask_boxes"].tolist())):
         colour = PALETTE[k % len(PALETTE)]
-        canvas[m] = (canvas[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        region, m = canvas[y0:y1, x0:x1], crop.numpy().astype(bool)
+        region[m] = (region[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
     thickness = max(1, round(max(canvas.shape[:2]) / 800))
     scale = max(0.4, max(canvas.shape[:2]) / 1600)
     for k, (box, label) in enumerate(zip(target["boxes"].tolist(), target["labels"].tolist())):

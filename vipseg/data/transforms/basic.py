@@ -1,9 +1,12 @@
-"""Raw sample → model input, and the evaluation-time resize.
+"""Raw sample → model input, the evaluation-time resize, and the two mask forms of a target.
 
 A *sample* is ``(image, target)``: ``image`` is a uint8 ``tv_tensors.Image`` [3, H, W];
 ``target`` holds ``boxes`` (``tv_tensors.BoundingBoxes`` XYXY float32 [N, 4], canvas (H, W)),
-``labels`` int64 [N], ``masks`` (``tv_tensors.Mask`` bool [N, H, W]), ``image_id`` and
-``orig_size`` (H, W) of the source image.
+``labels`` int64 [N], the instance masks, ``image_id`` and ``orig_size`` (H, W) of the source
+image. Masks come in one of two forms: packed box-local ``mask_boxes`` int64 [N, 4] and
+``mask_data`` uint8 (:mod:`vipseg.utils.packed_masks`; the training pipeline's form), or full
+``masks`` (``tv_tensors.Mask`` bool [N, H, W]; :func:`to_sample`'s form, for small images and
+tools). :func:`full_masks_target` and :func:`packed_target` convert between them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from torchvision import tv_tensors
 
 from vipseg.data.masks import decode
+from vipseg.utils.packed_masks import pack_masks, unpack_masks
 
 
 def image_tensor(image: np.ndarray) -> tv_tensors.Image:
@@ -35,6 +39,26 @@ def to_sample(raw: dict) -> tuple[tv_tensors.Image, dict]:
         "orig_size": tuple(raw["orig_size"]),
     }
     return image_tensor(img), target
+
+
+def full_masks_target(target: dict, size: tuple[int, int]) -> dict:
+    """``target`` with full ``masks`` (``tv_tensors.Mask`` bool [N, H, W] of ``size`` (H, W))
+    in place of packed ``mask_boxes`` / ``mask_data``; unchanged if it has no packed masks."""
+    if "mask_data" not in target:
+        return target
+    out = {k: v for k, v in target.items() if k not in ("mask_boxes", "mask_data")}
+    out["masks"] = tv_tensors.Mask(unpack_masks(target["mask_data"], target["mask_boxes"], size))
+    return out
+
+
+def packed_target(target: dict) -> dict:
+    """``target`` with packed ``mask_boxes`` / ``mask_data`` in place of full ``masks``;
+    unchanged if it has no full masks."""
+    if "masks" not in target:
+        return target
+    out = {k: v for k, v in target.items() if k != "masks"}
+    out["mask_data"], out["mask_boxes"] = pack_masks(target["masks"].as_subclass(torch.Tensor))
+    return out
 
 
 def fit_scale(height: int, width: int, long_side: int, short_side: int) -> float:

@@ -3,7 +3,9 @@
 Stages, in order: copy-paste from the object bank (source pixels) → resize to a random scale
 → shear X/Y → translate X/Y (borders filled with ``fill``) → horizontal flip → random crop →
 photometric distortion (on the crop) → drop empty and too small instances → pad to the crop
-size. Boxes are the tight pixel-edge boxes of the final masks.
+size. Boxes are the tight pixel-edge boxes of the final masks; the masks leave the pipeline
+packed box-local (``mask_boxes`` / ``mask_data``, :mod:`vipseg.utils.packed_masks`), never as
+a full-image [N, H, W] stack.
 
 Execution is "plan, then execute": :meth:`TrainTransform.sample` draws every parameter of a
 sample (:class:`AugmentParams`); :meth:`TrainTransform.apply` executes them touching only kept
@@ -38,9 +40,10 @@ from vipseg.data.transforms.geometric import (GeometryParams, GeometrySampler, c
 from vipseg.data.transforms.photometric import (PhotometricParams, PhotometricSampler,
                                                 apply_photometric)
 from vipseg.data.masks import rle_box
-from vipseg.data.transforms.basic import image_tensor
+from vipseg.data.transforms.basic import full_masks_target, image_tensor, packed_target
 from vipseg.data.transforms.window import Piece, boxes_intersect, piece_from_rle, source_window
 from vipseg.errors import ConfigError
+from vipseg.utils.packed_masks import crop_region, margin_box, pack_crops
 
 
 @dataclass
@@ -58,11 +61,11 @@ def make_sample(image: np.ndarray, labels: list[int], regions: list[tuple[int, i
     """Assemble the sample contract from an RGB image [H, W, 3] (already padded to
     ``out_size`` (H, W)) and per-instance ``regions`` (x0, y0, bool mask) in its pixels.
 
-    Masks are trimmed to their tight box; empty ones and boxes with a side below
-    ``min_box_size`` are dropped.
+    Empty masks and boxes with a side below ``min_box_size`` are dropped. Each kept mask is
+    packed as its tight box widened by one pixel (clipped to the image): ``mask_boxes`` int64
+    [N, 4] and ``mask_data`` uint8 [sum of crop areas] (:mod:`vipseg.utils.packed_masks`).
     """
-    h, w = out_size
-    keep_labels, boxes, placed = [], [], []
+    keep_labels, boxes, crop_boxes, crops = [], [], [], []
     for label, (x0, y0, m) in zip(labels, regions):
         rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
         if len(rows) == 0:
@@ -72,15 +75,15 @@ def make_sample(image: np.ndarray, labels: list[int], regions: list[tuple[int, i
             continue
         keep_labels.append(label)
         boxes.append(box)
-        placed.append((x0, y0, m))
-    masks = torch.zeros((len(placed), h, w), dtype=torch.bool)
-    for k, (x0, y0, m) in enumerate(placed):
-        masks[k, y0:y0 + m.shape[0], x0:x0 + m.shape[1]] = torch.from_numpy(m)
+        crop_boxes.append(margin_box(box, out_size))
+        crops.append(crop_region(x0, y0, m, crop_boxes[-1]))
+    mask_data, mask_boxes = pack_crops(crop_boxes, crops)
     target = {
         "boxes": tv_tensors.BoundingBoxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                                          format="XYXY", canvas_size=(h, w)),
+                                          format="XYXY", canvas_size=tuple(out_size)),
         "labels": torch.tensor(keep_labels, dtype=torch.int64),
-        "masks": tv_tensors.Mask(masks),
+        "mask_boxes": mask_boxes,
+        "mask_data": mask_data,
         "image_id": image_id,
         "orig_size": tuple(orig_size),
     }
@@ -108,7 +111,9 @@ class TrainTransform:
             overlaps an instance box.
         fill: RGB colour of shear/translate borders and padding.
         extra: callables ``(image, target) -> (image, target)`` applied in order to the final
-            sample by :meth:`__call__`, e.g. any ``torchvision.transforms.v2`` transform.
+            sample by :meth:`__call__`, e.g. any ``torchvision.transforms.v2`` transform. They
+            see full ``masks`` (``tv_tensors.Mask`` [N, H, W]), packed again after the last
+            one (so only samples of pipelines with ``extra`` ever hold full masks).
     """
 
     def __init__(self, geometry: GeometrySampler, photometric: PhotometricSampler | None = None,
@@ -191,8 +196,11 @@ class TrainTransform:
     def __call__(self, raw: RawSample) -> tuple[tv_tensors.Image, dict]:
         seed = int(torch.randint(0, 2**62, (1,)).item())
         image, target = self.apply(raw, self.sample(raw, np.random.default_rng(seed)))
-        for transform in self.extra:
-            image, target = transform(image, target)
+        if self.extra:
+            target = full_masks_target(target, tuple(image.shape[-2:]))
+            for transform in self.extra:
+                image, target = transform(image, target)
+            target = packed_target(target)
         return image, target
 
 
