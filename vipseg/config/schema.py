@@ -48,12 +48,31 @@ class DatasetConfig:
 
 # ----------------------------------------------------------------------------------------- model
 @dataclass
+class CompositeConfig:
+    """CBNetV2 composite backbone (docs/backbones.md): ``copies`` chained copies of the
+    backbone (``copies - 1`` assisting, the last one leads); each assisting copy's RPN and RoI
+    losses are added with weight ``aux_weight`` (lead: 1)."""
+
+    copies: int = 2
+    aux_weight: float = 0.5
+
+    def validate(self) -> None:
+        if not 2 <= self.copies <= 4:
+            raise ConfigError(f"model.backbone.composite.copies must be in [2, 4], got "
+                              f"{self.copies}")
+        _check_between("model.backbone.composite.aux_weight", self.aux_weight, 0, 1)
+
+
+@dataclass
 class BackboneConfig:
     """``name``: resnet18/34/50/101 (torchvision) or ``timm:<model>`` (any features_only model).
 
     ``out_indices``: stages by stride, ``i`` -> 1 / 2^(i+1) (1..4 = 1/4..1/32), for both kinds.
     For timm models ``norm`` replaces their BatchNorm layers only (LayerNorm stays) and
-    ``kwargs`` are extra ``timm.create_model`` arguments.
+    ``kwargs`` are extra ``timm.create_model`` arguments; ``drop_path_rate`` is timm's only.
+    ``checkpointing``: activation checkpointing per stage in training (ResNet, timm Swin /
+    ConvNeXt / ConvNeXt-V2, composites). ``composite`` set (even ``{}``): a CBNetV2 composite
+    of the backbone (ResNet, Swin, ConvNeXt, ConvNeXt-V2), its projections normed by ``norm``.
     """
 
     name: str = "resnet50"
@@ -61,12 +80,27 @@ class BackboneConfig:
     out_indices: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     drop_path_rate: float = 0.0
     kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpointing: bool = False
+    composite: Optional[CompositeConfig] = None
+
+    def validate(self) -> None:
+        _check_between("model.backbone.drop_path_rate", self.drop_path_rate, 0, 1)
+        if self.composite is not None:
+            self.composite.validate()
 
 
 @dataclass
 class NeckConfig:
+    """``type``: ``fpn`` (any backbone) or ``hrfpn`` (HRNet's neck: backbones with parallel
+    multi-resolution branches, i.e. timm HRNet). Both give 5 levels, strides 4..64."""
+
+    type: Literal["fpn", "hrfpn"] = "fpn"
     channels: int = 256
     norm: Norm = "none"
+
+    def validate(self) -> None:
+        if self.channels < 1:
+            raise ConfigError(f"model.neck.channels must be >= 1, got {self.channels}")
 
 
 @dataclass
