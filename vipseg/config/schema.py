@@ -8,6 +8,7 @@ section onto plain keyword arguments.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
@@ -119,29 +120,174 @@ class RPNConfig:
 
 
 @dataclass
+class SeesawConfig:
+    """Seesaw loss with a normalised-linear (cosine) classifier of ``temperature``."""
+
+    p: float = 0.8  # mitigation exponent
+    q: float = 2.0  # compensation exponent
+    temperature: float = 20.0
+
+
+@dataclass
 class RoIHeadsConfig:
+    """Sampling, box and mask heads, losses and test-time filtering of the RoI heads.
+
+    Box head: ``box_head_convs`` 3x3 convs of ``box_head_channels`` then ``box_head_fcs`` FCs of
+    ``representation_size`` (shared 2FC: 0 / 2; 4conv1fc: 4 / 1; 2 conv + 2 FC: 2 / 2). ``norm``
+    and ``ws`` (weight-standardised convs) apply to the convs of the box and mask heads.
+    ``seesaw`` set: Seesaw loss + cosine classifier instead of softmax cross-entropy.
+    ``fg_iou_thresh`` / ``bg_iou_thresh`` are Mask R-CNN's; cascades use ``model.cascade``.
+    """
+
     batch_size_per_image: int = 512
     positive_fraction: float = 0.25
     fg_iou_thresh: float = 0.5
     bg_iou_thresh: float = 0.5
     box_head_convs: int = 4
     box_head_channels: int = 256
+    box_head_fcs: int = 1
     representation_size: int = 1024
     mask_head_convs: int = 4
     mask_head_channels: int = 256
     norm: Norm = "GN"
+    ws: bool = False
+    box_loss: Literal["smooth_l1", "l1", "giou"] = "smooth_l1"
+    box_loss_weight: float = 1.0
+    seesaw: Optional[SeesawConfig] = None
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
 
 
 @dataclass
+class CascadeConfig:
+    """Box stages of ``cascade_mask_rcnn`` and ``htc``: one entry per stage in each list."""
+
+    iou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7])
+    stage_loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25])
+    bbox_reg_weights: list[list[float]] = field(default_factory=lambda: [
+        [10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]])
+
+
+@dataclass
+class MaskIoUConfig:
+    """Mask Scoring R-CNN's mask-IoU head (one per mask stage); score = box score x IoU."""
+
+    enabled: bool = False
+    num_convs: int = 4
+    conv_channels: int = 256
+    fc_dim: int = 1024
+    loss_weight: float = 0.5
+
+
+@dataclass
+class SemanticConfig:
+    """HTC's semantic branch at pyramid level ``fusion_level`` (0 = finest), fused into the
+    RoI features; target derived from the instance masks."""
+
+    enabled: bool = False
+    fusion_level: int = 1
+    num_convs: int = 4
+    loss_weight: float = 0.2
+
+
+Family = Literal["mask_rcnn", "cascade_mask_rcnn", "htc"]
+FAMILIES: tuple[str, ...] = typing.get_args(Family)
+CASCADE_FAMILIES = ("cascade_mask_rcnn", "htc")
+
+
+def _check_min(key: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum:g}, got {value:g}")
+
+
+@dataclass
 class ModelConfig:
-    family: Literal["mask_rcnn"] = "mask_rcnn"
+    """``family``: mask_rcnn, cascade_mask_rcnn or htc (docs/models.md). ``cascade`` (stages)
+    only for the cascades (null: the 3-stage default), ``semantic`` only for htc."""
+
+    family: Family = "mask_rcnn"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+    cascade: Optional[CascadeConfig] = None
+    mask_iou: MaskIoUConfig = field(default_factory=MaskIoUConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+
+    def validate(self) -> None:
+        """Family, the RoI-head sections and their ranges (one-line errors naming the key)."""
+        if self.family not in FAMILIES:
+            raise ConfigError(f"model.family {self.family!r} is not available; expected one of "
+                              f"{', '.join(FAMILIES)}")
+        cascade = self.family in CASCADE_FAMILIES
+        if self.cascade is not None and not cascade:
+            raise ConfigError(f"model.cascade: family {self.family} has one box stage; stages "
+                              f"exist only in {' and '.join(CASCADE_FAMILIES)}")
+        if cascade and (self.roi_heads.fg_iou_thresh, self.roi_heads.bg_iou_thresh) != (0.5, 0.5):
+            raise ConfigError("model.roi_heads.fg_iou_thresh / bg_iou_thresh: cascades take "
+                              "their IoUs from model.cascade.iou_thresholds")
+        if self.semantic.enabled and self.family != "htc":
+            raise ConfigError(f"model.semantic.enabled: the semantic branch is HTC's, not "
+                              f"{self.family}'s")
+        self._validate_roi_heads()
+        if self.cascade is not None:
+            self._validate_cascade(self.cascade)
+        mi, sem = self.mask_iou, self.semantic
+        for key, value, low in (("mask_iou.num_convs", mi.num_convs, 1),
+                                ("mask_iou.conv_channels", mi.conv_channels, 1),
+                                ("mask_iou.fc_dim", mi.fc_dim, 1),
+                                ("mask_iou.loss_weight", mi.loss_weight, 0),
+                                ("semantic.num_convs", sem.num_convs, 0),
+                                ("semantic.loss_weight", sem.loss_weight, 0)):
+            _check_min(f"model.{key}", value, low)
+        levels = len(self.backbone.out_indices)
+        if not 0 <= sem.fusion_level < levels:
+            raise ConfigError(f"model.semantic.fusion_level must be in [0, {levels - 1}] (one of "
+                              f"the {levels} pyramid levels), got {sem.fusion_level}")
+
+    def _validate_roi_heads(self) -> None:
+        r = self.roi_heads
+        key = "model.roi_heads"
+        for name in ("fg_iou_thresh", "bg_iou_thresh", "positive_fraction", "score_thresh",
+                     "nms_thresh"):
+            _check_between(f"{key}.{name}", getattr(r, name), 0, 1)
+        if r.bg_iou_thresh > r.fg_iou_thresh:
+            raise ConfigError(f"{key}.bg_iou_thresh ({r.bg_iou_thresh:g}) must be <= "
+                              f"fg_iou_thresh ({r.fg_iou_thresh:g})")
+        for name, low in (("batch_size_per_image", 1), ("box_head_convs", 0),
+                          ("box_head_channels", 1), ("box_head_fcs", 0),
+                          ("representation_size", 1), ("mask_head_convs", 1),
+                          ("mask_head_channels", 1), ("box_loss_weight", 0),
+                          ("detections_per_img", 1)):
+            _check_min(f"{key}.{name}", getattr(r, name), low)
+        if r.box_head_convs + r.box_head_fcs == 0:
+            raise ConfigError(f"{key}.box_head_fcs: a box head with 0 convs needs >= 1 FC")
+        if r.seesaw is not None:
+            _check_min(f"{key}.seesaw.p", r.seesaw.p, 0)
+            _check_min(f"{key}.seesaw.q", r.seesaw.q, 0)
+            if r.seesaw.temperature <= 0:
+                raise ConfigError(f"{key}.seesaw.temperature must be > 0, got "
+                                  f"{r.seesaw.temperature:g}")
+
+    @staticmethod
+    def _validate_cascade(c: CascadeConfig) -> None:
+        n = len(c.iou_thresholds)
+        if n == 0:
+            raise ConfigError("model.cascade.iou_thresholds must list at least one stage")
+        for name in ("stage_loss_weights", "bbox_reg_weights"):
+            if len(getattr(c, name)) != n:
+                raise ConfigError(f"model.cascade.{name} has {len(getattr(c, name))} entries but "
+                                  f"iou_thresholds has {n} stages (one per stage)")
+        for t in c.iou_thresholds:
+            if not 0 < t < 1:
+                raise ConfigError(f"model.cascade.iou_thresholds must be in (0, 1), got {t:g}")
+        if any(w < 0 for w in c.stage_loss_weights):
+            raise ConfigError(f"model.cascade.stage_loss_weights must be >= 0, got "
+                              f"{c.stage_loss_weights}")
+        if any(len(w) != 4 or min(w) <= 0 for w in c.bbox_reg_weights):
+            raise ConfigError(f"model.cascade.bbox_reg_weights: each stage needs 4 positive "
+                              f"weights (wx, wy, ww, wh), got {c.bbox_reg_weights}")
 
 
 # --------------------------------------------------------------------------------------- augment

@@ -1,46 +1,163 @@
 """``build_model(cfg)``: map ``cfg.model`` onto the plain constructors of this package.
 
-``cfg.model.family`` picks the detector builder from :data:`FAMILIES`;
-``cfg.model.backbone.name`` is ``resnet18/34/50/101`` (torchvision) or ``timm:<model>``.
-Nothing is pretrained: every weight starts from its library's from-scratch initialisation.
+Every family is a :class:`~vipseg.models.detector.TwoStageDetector` (features from
+:func:`~vipseg.models.features.build_features`, torchvision's RPN) whose RoI heads
+:data:`FAMILIES` builds: ``mask_rcnn`` (:class:`StandardRoIHeads`), ``cascade_mask_rcnn``
+(:class:`CascadeRoIHeads`) and ``htc`` (:class:`HybridTaskCascadeRoIHeads`). Each config key
+is passed by name here; nothing is pretrained.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Callable
+from typing import Callable, Optional
 
-import torch.nn as nn
+from torchvision.ops import MultiScaleRoIAlign
 
-from vipseg.config.schema import Config
-from vipseg.errors import ConfigError
-from vipseg.models.detector import MaskRCNN
+from vipseg.config.schema import CascadeConfig, Config, ModelConfig
+from vipseg.models.detector import TwoStageDetector
 from vipseg.models.features import build_features
-from vipseg.models.heads.mask_rcnn import make_roi_heads, make_rpn
+from vipseg.models.heads.box_heads import BoxPredictor, ConvFCBoxHead
+from vipseg.models.heads.cascade import CascadeRoIHeads
+from vipseg.models.heads.htc import HybridTaskCascadeRoIHeads
+from vipseg.models.heads.mask_heads import FCNMaskHead
+from vipseg.models.heads.mask_iou import MaskIoUHead
+from vipseg.models.heads.roi_heads import StandardRoIHeads
+from vipseg.models.heads.rpn import make_rpn
+from vipseg.models.heads.semantic import SemanticHead
+from vipseg.models.losses import ClsLoss, Seesaw, SoftmaxCE
 from vipseg.models.norms import norm_factory
 
+BOX_POOL = 7  # RoIAlign output side for the box head
+MASK_POOL = 14  # ... for the mask head (masks are predicted at 2 * MASK_POOL = 28)
+SAMPLING_RATIO = 2
 
-def build_mask_rcnn(cfg: Config) -> MaskRCNN:
-    """Mask R-CNN (backbone + FPN, RPN, box and mask heads) for ``cfg.num_classes`` classes."""
+
+class HeadParts:
+    """Builders of the RoI-head components of one model config (``in_channels``: FPN width,
+    ``num_classes``: foreground classes)."""
+
+    def __init__(self, m: ModelConfig, *, in_channels: int, level_names: list[str],
+                 num_classes: int) -> None:
+        self.m, self.in_channels, self.levels, self.num_classes = (m, in_channels,
+                                                                   list(level_names), num_classes)
+        self.norm = norm_factory(m.roi_heads.norm)
+
+    def box_head(self) -> ConvFCBoxHead:
+        r = self.m.roi_heads
+        return ConvFCBoxHead(in_channels=self.in_channels, pool_size=BOX_POOL,
+                             num_convs=r.box_head_convs, conv_channels=r.box_head_channels,
+                             num_fcs=r.box_head_fcs, fc_dim=r.representation_size,
+                             norm_layer=self.norm, ws=r.ws)
+
+    def cls_loss(self) -> ClsLoss:
+        seesaw = self.m.roi_heads.seesaw
+        if seesaw is None:
+            return SoftmaxCE()
+        return Seesaw(self.num_classes, p=seesaw.p, q=seesaw.q, scale=seesaw.temperature)
+
+    def predictor(self, head: ConvFCBoxHead, cls_loss: ClsLoss, *,
+                  class_agnostic: bool) -> BoxPredictor:
+        return BoxPredictor(in_features=head.out_features, num_classes=self.num_classes,
+                            class_agnostic=class_agnostic, cls_loss=cls_loss)
+
+    def mask_head(self, *, residual_in: bool = False) -> FCNMaskHead:
+        r = self.m.roi_heads
+        return FCNMaskHead(in_channels=self.in_channels, num_convs=r.mask_head_convs,
+                           conv_channels=r.mask_head_channels, num_classes=self.num_classes,
+                           norm_layer=self.norm, ws=r.ws, residual_in=residual_in)
+
+    def mask_iou_head(self) -> Optional[MaskIoUHead]:
+        mi = self.m.mask_iou
+        if not mi.enabled:
+            return None
+        return MaskIoUHead(in_channels=self.in_channels, num_convs=mi.num_convs,
+                           conv_channels=mi.conv_channels, fc_dim=mi.fc_dim,
+                           num_classes=self.num_classes, roi_size=MASK_POOL)
+
+    def common(self) -> dict:
+        """Keyword arguments every family's RoI heads take."""
+        r = self.m.roi_heads
+        return dict(
+            box_roi_pool=MultiScaleRoIAlign(self.levels, BOX_POOL, sampling_ratio=SAMPLING_RATIO),
+            mask_roi_pool=MultiScaleRoIAlign(self.levels, MASK_POOL, sampling_ratio=SAMPLING_RATIO),
+            num_classes=self.num_classes, batch_size_per_image=r.batch_size_per_image,
+            positive_fraction=r.positive_fraction, box_loss=r.box_loss,
+            box_loss_weight=r.box_loss_weight, mask_iou_loss_weight=self.m.mask_iou.loss_weight,
+            score_thresh=r.score_thresh, nms_thresh=r.nms_thresh,
+            detections_per_img=r.detections_per_img)
+
+    def cascade_stages(self) -> dict:
+        """Per-stage box heads, class-agnostic predictors, losses, IoUs and coder weights."""
+        c = self.m.cascade or CascadeConfig()
+        heads = [self.box_head() for _ in c.iou_thresholds]
+        losses = [self.cls_loss() for _ in heads]
+        return dict(box_heads=heads,
+                    box_predictors=[self.predictor(h, lo, class_agnostic=True)
+                                    for h, lo in zip(heads, losses)],
+                    cls_losses=losses, iou_thresholds=list(c.iou_thresholds),
+                    bbox_reg_weights=[list(w) for w in c.bbox_reg_weights],
+                    stage_loss_weights=list(c.stage_loss_weights))
+
+
+def build_mask_rcnn_heads(parts: HeadParts) -> StandardRoIHeads:
+    """One class-specific box stage (coder weights 10, 10, 5, 5), one mask head."""
+    r = parts.m.roi_heads
+    head, cls_loss = parts.box_head(), parts.cls_loss()
+    return StandardRoIHeads(
+        **parts.common(), box_head=head, cls_loss=cls_loss,
+        box_predictor=parts.predictor(head, cls_loss, class_agnostic=False),
+        fg_iou_thresh=r.fg_iou_thresh, bg_iou_thresh=r.bg_iou_thresh,
+        mask_head=parts.mask_head(), mask_iou_head=parts.mask_iou_head())
+
+
+def build_cascade_heads(parts: HeadParts) -> CascadeRoIHeads:
+    """``model.cascade`` box stages, one mask head on the final stage."""
+    return CascadeRoIHeads(**parts.common(), **parts.cascade_stages(),
+                           mask_head=parts.mask_head(), mask_iou_head=parts.mask_iou_head())
+
+
+def build_htc_heads(parts: HeadParts) -> HybridTaskCascadeRoIHeads:
+    """``model.cascade`` box stages, one mask head per stage (information flow from the
+    second on), mask-IoU heads per stage and the semantic branch as configured."""
+    stages = parts.cascade_stages()
+    n = len(stages["box_heads"])
+    sem = parts.m.semantic
+    semantic = (SemanticHead(in_channels=parts.in_channels, num_levels=len(parts.levels),
+                             fusion_level=sem.fusion_level, num_convs=sem.num_convs,
+                             conv_channels=parts.in_channels, num_classes=parts.num_classes)
+                if sem.enabled else None)
+    iou_heads = [parts.mask_iou_head() for _ in range(n)] if parts.m.mask_iou.enabled else None
+    return HybridTaskCascadeRoIHeads(
+        **parts.common(), **stages,
+        mask_heads=[parts.mask_head(residual_in=k > 0) for k in range(n)],
+        mask_iou_heads=iou_heads, semantic_head=semantic, semantic_loss_weight=sem.loss_weight)
+
+
+FAMILIES: dict[str, Callable[[HeadParts], StandardRoIHeads]] = {
+    "mask_rcnn": build_mask_rcnn_heads,
+    "cascade_mask_rcnn": build_cascade_heads,
+    "htc": build_htc_heads,
+}
+
+
+def build_model(cfg: Config) -> TwoStageDetector:
+    """The detector of ``cfg.model.family`` for ``cfg.num_classes`` classes (interface in
+    :mod:`vipseg.models.detector`). Validates ``cfg.model`` first (configs built in code)."""
     m = cfg.model
-    backbone = build_features(m)
-    rpn = make_rpn(in_channels=backbone.out_channels, num_levels=backbone.num_levels,
-                   **asdict(m.rpn))
-    roi_kwargs = asdict(m.roi_heads)
-    roi_heads = make_roi_heads(in_channels=backbone.out_channels,
-                               level_names=backbone.level_names,
-                               num_classes=cfg.num_classes + 1,
-                               norm_layer=norm_factory(roi_kwargs.pop("norm")), **roi_kwargs)
-    return MaskRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads,
-                    mean=cfg.dataset.mean, std=cfg.dataset.std)
+    m.validate()
+    features = build_features(m)
+    p = m.rpn
+    rpn = make_rpn(in_channels=features.out_channels, num_levels=features.num_levels,
+                   anchor_sizes=p.anchor_sizes, aspect_ratios=p.aspect_ratios,
+                   pre_nms_top_n_train=p.pre_nms_top_n_train,
+                   pre_nms_top_n_test=p.pre_nms_top_n_test,
+                   post_nms_top_n_train=p.post_nms_top_n_train,
+                   post_nms_top_n_test=p.post_nms_top_n_test, nms_thresh=p.nms_thresh,
+                   fg_iou_thresh=p.fg_iou_thresh, bg_iou_thresh=p.bg_iou_thresh,
+                   batch_size_per_image=p.batch_size_per_image,
+                   positive_fraction=p.positive_fraction)
+    parts = HeadParts(m, in_channels=features.out_channels, level_names=features.level_names,
+                      num_classes=cfg.num_classes)
+    return TwoStageDetector(backbone=features, rpn=rpn, roi_heads=FAMILIES[m.family](parts),
+                            mean=cfg.dataset.mean, std=cfg.dataset.std)
 
-
-FAMILIES: dict[str, Callable[[Config], nn.Module]] = {"mask_rcnn": build_mask_rcnn}
-
-
-def build_model(cfg: Config) -> nn.Module:
-    """The detector of ``cfg.model.family`` (interface in :mod:`vipseg.models.detector`)."""
-    if cfg.model.family not in FAMILIES:
-        raise ConfigError(f"model.family {cfg.model.family!r} is not available; expected one "
-                          f"of {', '.join(FAMILIES)}")
-    return FAMILIES[cfg.model.family](cfg)
