@@ -126,6 +126,7 @@ class Seesaw(ClsLoss):
             self.cum_samples += torch.bincount(labels, minlength=c + 1).to(self.cum_samples)
         if logits.numel() == 0:
             return logits.sum()
+        logits = logits.float()  # the factors' ratios and logs in float32 under AMP
         r = len(labels)
         pos = labels > 0
         cls_logits, fg_labels = logits[pos, :c], labels[pos] - 1

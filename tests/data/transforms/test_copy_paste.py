@@ -71,9 +71,10 @@ def test_exact_occlusion(square_bank):
     disc[26:35, 38:47] = ObjectBank(square_bank, CLASSES).load(1)[1]
     expected_big = big.astype(bool) & ~disc
     assert 0 < (big.astype(bool) & disc).sum() < big.sum()  # partly covered
-    assert np.array_equal(full_masks(target)[0].numpy(), expected_big)
-    assert np.array_equal(full_masks(target)[1].numpy(), square)
-    assert np.array_equal(full_masks(target)[2].numpy(), disc)
+    masks = full_masks(target).numpy()
+    assert np.array_equal(masks[0], expected_big)
+    assert np.array_equal(masks[1], square)
+    assert np.array_equal(masks[2], disc)
     # pasted pixels are the bank's pixels exactly, under exactly the pasted masks
     bank = ObjectBank(square_bank, CLASSES)
     hwc = image.permute(1, 2, 0).numpy()

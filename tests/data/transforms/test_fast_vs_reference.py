@@ -51,8 +51,9 @@ def _compare(shapes, raws, shear: float, seeds: range, min_iou: float):
         assert_sample_contract(ref_img, ref, len(CLASSES), 2)
         assert fast_img.shape == ref_img.shape
         image_diffs.append((fast_img.float() - ref_img.float()).abs().mean().item())
+        fast_masks, ref_masks = full_masks(fast), full_masks(ref)
         for i, j in _match(fast, ref):
-            a, b = full_masks(fast)[i], full_masks(ref)[j]
+            a, b = fast_masks[i], ref_masks[j]
             if b.sum() >= 64:
                 ious.append(mask_iou(a, b))
                 assert (fast["boxes"][i] - ref["boxes"][j]).abs().max() <= 2
@@ -101,5 +102,6 @@ def test_recipe_on_real_full_resolution_masks(deepsport, repo):
     assert fast_img.shape == ref_img.shape == (3, 1280, 1760)
     assert_sample_contract(fast_img, fast, len(CLASSES), cfg.augment.min_box_size)
     assert len(fast["labels"]) > 0
-    ious = [mask_iou(full_masks(fast)[i], full_masks(ref)[j]) for i, j in _match(fast, ref)]
+    fast_masks, ref_masks = full_masks(fast), full_masks(ref)
+    ious = [mask_iou(fast_masks[i], ref_masks[j]) for i, j in _match(fast, ref)]
     assert len(ious) == len(fast["labels"]) and min(ious) > 0.85
