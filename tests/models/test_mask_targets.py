@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -107,3 +106,19 @@ def test_semantic_target_is_nearest_downsampling():
     # an image size not divisible by the stride rounds the map up
     odd = semantic_target({"mask_data": data, "mask_boxes": boxes, "labels": labels}, (63, 77), 8)
     assert odd.shape == (8, 10)
+
+
+@pytest.mark.gpu
+def test_mask_targets_on_cuda_equal_cpu():
+    masks = random_masks(5)
+    proposals = random_proposals(5, 20, (60, 80))
+    gt_index = torch.arange(20) % 6
+    data, boxes = pack_masks(masks.cuda())
+    packed = {"mask_data": data, "mask_boxes": boxes, "labels": torch.ones(6, dtype=torch.long).cuda()}
+    cpu = {"mask_data": data.cpu(), "mask_boxes": boxes.cpu()}
+    got = mask_targets(packed, gt_index.cuda(), proposals.cuda(), 28)
+    assert got.is_cuda
+    assert torch.allclose(got.cpu(), mask_targets(cpu, gt_index, proposals, 28), atol=1e-5)
+    assert torch.allclose(area_ratios(packed, gt_index.cuda(), proposals.cuda()).cpu(),
+                          area_ratios(cpu, gt_index, proposals), atol=1e-6)
+    assert semantic_target(packed, (60, 80), 8).is_cuda

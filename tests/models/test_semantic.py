@@ -28,4 +28,5 @@ def test_semantic_loss_ignores_padding():
     t1 = torch.randint(0, 3, (2, 3))  # a smaller image: the rest of its map is padding
     expected = torch.cat([F.cross_entropy(logits[:1], t0[None], reduction="none").flatten(),
                           F.cross_entropy(logits[1:, :, :2, :3], t1[None], reduction="none").flatten()])
-    assert semantic_loss(logits, [t0, t1], weight=0.2).item() == pytest.approx(0.2 * expected.mean().item(), rel=1e-5)
+    loss = semantic_loss(logits, [t0, t1], weight=0.2)
+    assert loss.item() == pytest.approx(0.2 * expected.mean().item(), rel=1e-5)

@@ -43,7 +43,8 @@ def crop_region(x0: int, y0: int, region: np.ndarray, box: Sequence[int]) -> np.
     return out
 
 
-def pack_crops(boxes: Sequence[Sequence[int]], crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def pack_crops(boxes: Sequence[Sequence[int]],
+               crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mask_data, mask_boxes)`` from crop boxes and their uint8 / bool crops [h_i, w_i]."""
     data = (np.concatenate([np.asarray(c, np.uint8).reshape(-1) for c in crops]) if crops
             else np.zeros(0, np.uint8))
