@@ -40,7 +40,7 @@ def _match(fast: dict, ref: dict) -> list[tuple[int, int]]:
     return pairs
 
 
-def _compare(shapes, raws, shear: float, seeds: range, min_iou: float):
+def _compare(shapes, raws, shear: float, seeds: range, min_iou: float, mean_iou: float):
     transform = build_train_transform(_augment(shear), str(shapes), CLASSES)
     ious, shifts, image_diffs = [], [], []
     for seed in seeds:
@@ -62,24 +62,37 @@ def _compare(shapes, raws, shear: float, seeds: range, min_iou: float):
             shifts.append([(xa.float().mean() - xb.float().mean()).item(),
                            (ya.float().mean() - yb.float().mean()).item()])
     assert len(ious) > 20
-    assert min(ious) > min_iou and np.mean(ious) > 0.93
+    assert min(ious) > min_iou and np.mean(ious) > mean_iou
     assert np.abs(np.mean(shifts, 0)).max() < 0.2  # no systematic offset
     return np.mean(image_diffs)
 
 
+# Why not IoU 1 here: the objects are small (64 px and up at 96x128) and both sides warp
+# masks nearest-neighbour, the fast side once, the reference twice (resize, then the rest),
+# so pixels on an object's outline can fall either way; IoU ~ 1 - outline / area. Measured
+# on these seeds: min 0.90, mean 0.963 without shear; min 0.75, mean 0.944 with 15° shear.
+# Copy-paste (with occlusion and ball-at-hand) is on in both.
+
+
 def test_same_parameters_same_geometry_without_shear(shapes, raws):
     # one bilinear warp vs resize + shift: equal up to interpolation rounding
-    assert _compare(shapes, raws, 0.0, range(12), min_iou=0.75) < 1.0
+    assert _compare(shapes, raws, 0.0, range(12), min_iou=0.85, mean_iou=0.95) < 1.0
 
 
 def test_same_parameters_same_geometry_with_shear(shapes, raws):
     # the reference resamples twice (resize, then shear): thin fragments differ more, and the
     # image (a noisy texture) is smoothed twice
-    assert _compare(shapes, raws, 15.0, range(12, 24), min_iou=0.6) < 8.0
+    assert _compare(shapes, raws, 15.0, range(12, 24), min_iou=0.7, mean_iou=0.93) < 8.0
 
 
 def test_recipe_on_real_full_resolution_masks(deepsport, repo):
-    """The challenge recipe on real 2336x1752 DeepSport masks: contract kept, same as reference."""
+    """The challenge recipe on real 2336x1752 DeepSport masks: contract kept, same as reference.
+
+    Copy-paste is off: the shared data has annotations only, no object bank of real crops
+    (copy-paste against the reference is covered by the tests above). The drawn geometry of
+    seed 1 has no shear, and at this resolution the single warp and resize-then-crop give the
+    same pixels: IoU 1.0 measured for every instance, so the bound is tight.
+    """
     from vipseg.config import load_config
     from vipseg.data.coco import load_coco
 
@@ -104,4 +117,4 @@ def test_recipe_on_real_full_resolution_masks(deepsport, repo):
     assert len(fast["labels"]) > 0
     fast_masks, ref_masks = full_masks(fast), full_masks(ref)
     ious = [mask_iou(fast_masks[i], ref_masks[j]) for i, j in _match(fast, ref)]
-    assert len(ious) == len(fast["labels"]) and min(ious) > 0.85
+    assert len(ious) == len(fast["labels"]) and min(ious) > 0.99
