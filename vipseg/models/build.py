@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import torch.nn as nn
 from torchvision.ops import MultiScaleRoIAlign
 
 from vipseg.config.schema import CascadeConfig, Config, ModelConfig
@@ -30,6 +31,11 @@ from vipseg.models.norms import norm_factory
 BOX_POOL = 7  # RoIAlign output side for the box head
 MASK_POOL = 14  # ... for the mask head (masks are predicted at 2 * MASK_POOL = 28)
 SAMPLING_RATIO = 2
+
+# The box predictor's last layers and the mask logits are re-initialised as torchvision's Mask
+# R-CNN does (nn.Linear's default; Kaiming-normal fan-out): on the tiny overfit (4 images, 80
+# steps, seed 0) the components' detectron2-style N(0, 0.01) / N(0, 0.001) / N(0, 0.001) init
+# reached mask AP 0.37, this one 0.65 (the torchvision-based model before: 0.64-0.70).
 
 
 class HeadParts:
@@ -57,14 +63,20 @@ class HeadParts:
 
     def predictor(self, head: ConvFCBoxHead, cls_loss: ClsLoss, *,
                   class_agnostic: bool) -> BoxPredictor:
-        return BoxPredictor(in_features=head.out_features, num_classes=self.num_classes,
-                            class_agnostic=class_agnostic, cls_loss=cls_loss)
+        predictor = BoxPredictor(in_features=head.out_features, num_classes=self.num_classes,
+                                 class_agnostic=class_agnostic, cls_loss=cls_loss)
+        predictor.cls_score.reset_parameters()  # torchvision's init (see above)
+        predictor.bbox_pred.reset_parameters()
+        return predictor
 
     def mask_head(self, *, residual_in: bool = False) -> FCNMaskHead:
         r = self.m.roi_heads
-        return FCNMaskHead(in_channels=self.in_channels, num_convs=r.mask_head_convs,
+        head = FCNMaskHead(in_channels=self.in_channels, num_convs=r.mask_head_convs,
                            conv_channels=r.mask_head_channels, num_classes=self.num_classes,
                            norm_layer=self.norm, ws=r.ws, residual_in=residual_in)
+        nn.init.kaiming_normal_(head.logits.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(head.logits.bias)
+        return head
 
     def mask_iou_head(self) -> Optional[MaskIoUHead]:
         mi = self.m.mask_iou
