@@ -227,8 +227,11 @@ def test_cascade_decodes_boxes_stage_by_stage():
     (["model.family=cascade_mask_rcnn", "model.semantic.enabled=true"], "model.semantic.enabled"),
     (["model.family=htc", "model.roi_heads.fg_iou_thresh=0.6"], "model.roi_heads.fg_iou_thresh"),
     (["model.roi_heads.mask_head_convs=0"], "model.roi_heads.mask_head_convs"),
-    (["model.mask_iou.fc_dim=0"], "model.mask_iou.fc_dim"),
+    (["model.mask_iou.enabled=true", "model.mask_iou.fc_dim=0"], "model.mask_iou.fc_dim"),
     (["model.roi_heads.seesaw={temperature: 0}"], "model.roi_heads.seesaw.temperature"),
+    (["model.mask_iou.fc_dim=256"], "model.mask_iou.fc_dim"),  # set but not enabled
+    (["model.family=htc", "model.semantic.num_convs=2"], "model.semantic.num_convs"),
+    (["model.roi_heads.box_head_channels=128"], "model.roi_heads.box_head_channels"),
 ])
 def test_bad_model_config_is_a_one_line_error_naming_the_key(repo, overrides, key):
     with pytest.raises(ConfigError) as err:

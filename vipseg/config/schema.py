@@ -8,6 +8,7 @@ section onto plain keyword arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
@@ -196,6 +197,13 @@ FAMILIES: tuple[str, ...] = typing.get_args(Family)
 CASCADE_FAMILIES = ("cascade_mask_rcnn", "htc")
 
 
+def _changed_fields(section: Any, exclude: str = "") -> list[str]:
+    """Names of ``section``'s fields that differ from its dataclass defaults."""
+    default = type(section)()
+    return [f.name for f in dataclasses.fields(section)
+            if f.name != exclude and getattr(section, f.name) != getattr(default, f.name)]
+
+
 def _check_min(key: str, value: float, minimum: float) -> None:
     if value < minimum:
         raise ConfigError(f"{key} must be >= {minimum:g}, got {value:g}")
@@ -230,6 +238,13 @@ class ModelConfig:
         if self.semantic.enabled and self.family != "htc":
             raise ConfigError(f"model.semantic.enabled: the semantic branch is HTC's, not "
                               f"{self.family}'s")
+        for name, section in (("mask_iou", self.mask_iou), ("semantic", self.semantic)):
+            unused = _changed_fields(section, exclude="enabled")
+            if unused and not section.enabled:
+                raise ConfigError(f"model.{name}.{unused[0]} acts only with "
+                                  f"model.{name}.enabled: true")
+        if self.roi_heads.box_head_convs == 0 and "box_head_channels" in _changed_fields(self.roi_heads):
+            raise ConfigError("model.roi_heads.box_head_channels acts only with box_head_convs > 0")
         self._validate_roi_heads()
         if self.cascade is not None:
             self._validate_cascade(self.cascade)
