@@ -54,7 +54,8 @@ def expected_losses(family: str, iou: bool, semantic: bool = False) -> set[str]:
 @pytest.mark.parametrize(("family", "iou"), CASES + [("htc", "semantic")],
                          ids=IDS + ["htc+semantic"])
 def test_losses_finite_and_every_parameter_gets_a_gradient(repo, shapes_batch, family, iou):
-    extra = ["model.semantic.enabled=true", "model.semantic.num_convs=1"] if iou == "semantic" else []
+    semantic = ["model.semantic.enabled=true", "model.semantic.num_convs=1"]
+    extra = semantic if iou == "semantic" else []
     torch.manual_seed(0)
     model = build_model(family_cfg(repo, family, iou is True, *extra)).train()
     losses = model(*shapes_batch)
@@ -200,7 +201,8 @@ def test_cascade_decodes_boxes_stage_by_stage():
     logits = [[0.0, 2.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
     levels = ["0"]
     heads = CascadeRoIHeads(
-        box_roi_pool=MultiScaleRoIAlign(levels, 7, 2), mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
+        box_roi_pool=MultiScaleRoIAlign(levels, 7, 2),
+        mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
         mask_head=nn.Identity(), num_classes=2, score_thresh=0.0, detections_per_img=10,
         box_heads=[nn.Flatten() for _ in range(3)],
         box_predictors=[FixedPredictor(lo, d) for lo, d in zip(logits, deltas)],
@@ -283,8 +285,8 @@ def test_old_checkpoint_loads_into_mask_rcnn(repo, tmp_path):
 
 
 def test_checkpoint_of_another_family_fails_naming_the_mismatch(repo, tmp_path):
-    save_checkpoint(tmp_path / "cascade.pth",
-                    {"model": build_model(family_cfg(repo, "cascade_mask_rcnn", False)).state_dict()})
+    cascade = build_model(family_cfg(repo, "cascade_mask_rcnn", False))
+    save_checkpoint(tmp_path / "cascade.pth", {"model": cascade.state_dict()})
     with pytest.raises(DataError) as err:
         load_model(family_cfg(repo, "mask_rcnn", False), tmp_path / "cascade.pth", "cpu")
     message = str(err.value)

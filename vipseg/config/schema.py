@@ -243,7 +243,8 @@ class ModelConfig:
             if unused and not section.enabled:
                 raise ConfigError(f"model.{name}.{unused[0]} acts only with "
                                   f"model.{name}.enabled: true")
-        if self.roi_heads.box_head_convs == 0 and "box_head_channels" in _changed_fields(self.roi_heads):
+        r = self.roi_heads
+        if r.box_head_convs == 0 and "box_head_channels" in _changed_fields(r):
             raise ConfigError("model.roi_heads.box_head_channels acts only with box_head_convs > 0")
         self._validate_roi_heads()
         if self.cascade is not None:

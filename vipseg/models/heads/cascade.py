@@ -19,7 +19,8 @@ import torch.nn as nn
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder, Matcher
 
-from vipseg.models.heads.roi_heads import Maps, RoISample, StandardRoIHeads, TrainPlan
+from vipseg.models.heads.roi_heads import (Detections, Maps, RoISample, StandardRoIHeads,
+                                           TrainPlan)
 from vipseg.models.losses import ClsLoss
 
 
@@ -107,7 +108,7 @@ class CascadeRoIHeads(StandardRoIHeads):
         return losses, samples
 
     def _forward_box_test(self, maps: Maps, proposals: list[Tensor],
-                          image_sizes: list[tuple[int, int]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+                          image_sizes: list[tuple[int, int]]) -> Detections:
         probs = []
         boxes = proposals
         for k in range(self.num_stages):

@@ -33,7 +33,7 @@ from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign
 
 from vipseg.models.heads.cascade import CascadeRoIHeads
-from vipseg.models.heads.roi_heads import Maps, RoISample, TrainPlan
+from vipseg.models.heads.roi_heads import Detections, Maps, RoISample, TrainPlan
 from vipseg.models.heads.semantic import semantic_loss
 from vipseg.models.mask_targets import semantic_target
 
@@ -65,10 +65,10 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
         self.semantic_loss_weight = semantic_loss_weight
         self.levels = list(self.box_roi_pool.featmap_names)
         if semantic_head is not None:
-            self.semantic_box_pool = MultiScaleRoIAlign([SEMANTIC_KEY], self.box_roi_pool.output_size,
-                                                        self.box_roi_pool.sampling_ratio)
-            self.semantic_mask_pool = MultiScaleRoIAlign([SEMANTIC_KEY], self.mask_roi_pool.output_size,
-                                                         self.mask_roi_pool.sampling_ratio)
+            self.semantic_box_pool = MultiScaleRoIAlign(
+                [SEMANTIC_KEY], self.box_roi_pool.output_size, self.box_roi_pool.sampling_ratio)
+            self.semantic_mask_pool = MultiScaleRoIAlign(
+                [SEMANTIC_KEY], self.mask_roi_pool.output_size, self.mask_roi_pool.sampling_ratio)
 
     # ------------------------------------------------------------------------ semantic
     def _with_semantic(self, maps: Maps) -> tuple[Maps, Optional[Tensor]]:
@@ -139,7 +139,7 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
 
     # ------------------------------------------------------------------------ test
     def detect(self, maps: Maps, proposals: list[Tensor],
-               image_sizes: list[tuple[int, int]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+               image_sizes: list[tuple[int, int]]) -> Detections:
         return self._forward_box_test(self._with_semantic(maps)[0], proposals, image_sizes)
 
     def predict_masks(self, maps: Maps, boxes: list[Tensor], labels: list[Tensor],

@@ -39,6 +39,8 @@ from vipseg.models.losses import ClsLoss, box_reg_loss
 from vipseg.models.mask_targets import area_ratios, mask_targets
 
 Maps = "OrderedDict[str, Tensor]"
+# Per image: (boxes [K, 4], scores [K], labels [K] in 1..C).
+Detections = list[tuple[Tensor, Tensor, Tensor]]
 MIN_BOX_SIZE = 1e-2  # pixels: smaller detections are dropped (torchvision's threshold)
 
 
@@ -117,7 +119,8 @@ class StandardRoIHeads(nn.Module):
         """The box stage: ``box_head``, ``box_predictor`` and its ``cls_loss``, matcher and
         box coder."""
         self.box_head, self.box_predictor, self.cls_loss = box_head, box_predictor, cls_loss
-        self.proposal_matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
+        self.proposal_matcher = Matcher(fg_iou_thresh, bg_iou_thresh,
+                                        allow_low_quality_matches=False)
         self.box_coder = BoxCoder(tuple(float(w) for w in bbox_reg_weights))
 
     # ------------------------------------------------------------------------ sampling
@@ -202,7 +205,7 @@ class StandardRoIHeads(nn.Module):
         return {"loss_classifier": loss_cls, "loss_box_reg": loss_box}, [sample]
 
     def _forward_box_test(self, maps: Maps, proposals: list[Tensor],
-                          image_sizes: list[tuple[int, int]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+                          image_sizes: list[tuple[int, int]]) -> Detections:
         """Detections per image: (boxes [K, 4], scores [K], labels [K] in 1..C)."""
         logits, deltas = self._run_stage(maps, proposals, image_sizes)
         probs = self.cls_loss.scores(logits)
@@ -219,7 +222,7 @@ class StandardRoIHeads(nn.Module):
                                    ).reshape(per_class.shape)
 
     def postprocess(self, probs: Tensor, boxes: Tensor, counts: list[int],
-                    image_sizes: list[tuple[int, int]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+                    image_sizes: list[tuple[int, int]]) -> Detections:
         """Per image: clip, drop background, low scores and tiny boxes, per-class NMS, keep the
         ``detections_per_img`` best. ``probs`` [R, C + 1], ``boxes`` [R, C + 1 or 1, 4]."""
         results = []
@@ -256,7 +259,8 @@ class StandardRoIHeads(nn.Module):
             if iou_head is not None:
                 losses["loss_mask_iou"] = zero + sum(p.sum() * 0 for p in iou_head.parameters())
             return losses
-        gt_logits = logits[torch.arange(len(labels), device=labels.device), self._mask_channel(logits, labels)]
+        rows = torch.arange(len(labels), device=labels.device)
+        gt_logits = logits[rows, self._mask_channel(logits, labels)]
         losses = {"loss_mask": F.binary_cross_entropy_with_logits(gt_logits, target)}
         if iou_head is not None:
             probs = gt_logits.detach().sigmoid()
@@ -319,7 +323,7 @@ class StandardRoIHeads(nn.Module):
         return losses, TrainPlan(box_samples, mask_samples)
 
     def detect(self, maps: Maps, proposals: list[Tensor],
-               image_sizes: list[tuple[int, int]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+               image_sizes: list[tuple[int, int]]) -> Detections:
         """Detections per image: (boxes [K, 4], box scores [K], labels [K] in 1..C)."""
         return self._forward_box_test(maps, proposals, image_sizes)
 
