@@ -129,12 +129,15 @@ def _load_test_models(args: argparse.Namespace):
         cfg, model, device = _load(args)
         return cfg, model, device, Path(args.checkpoint).resolve().parent / (
             "test_tta" if args.tta else "test")
-    if args.config or args.checkpoint:
+    # argparse hands `key=value` overrides to the free CONFIG / CKPT slots or, after
+    # `--ensemble A:a B:b`, to the member list: sort them out here.
+    given = [a for a in (args.config, args.checkpoint, *args.ensemble) if a]
+    members = [a for a in args.ensemble if "=" not in a]
+    stray = [a for a in (args.config, args.checkpoint) if a and "=" not in a]
+    if stray:
         raise ConfigError("test --ensemble takes its models as CONFIG:CKPT members only, not "
-                          f"also CONFIG CKPT ({args.config} {args.checkpoint or ''})".rstrip())
-    # `--ensemble A:a B:b key=value`: the greedy member list also swallows the overrides
-    members = [m for m in args.ensemble if "=" not in m]
-    overrides = list(args.overrides or []) + [m for m in args.ensemble if "=" in m]
+                          f"also CONFIG CKPT ({' '.join(stray)})")
+    overrides = [a for a in given if "=" in a] + list(args.overrides or [])
     device = resolve_device(args.device)
     cfg, models = load_members(members, overrides, device, tta=args.tta)
     first_ckpt = members[0].split(":")[1]
