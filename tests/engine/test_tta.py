@@ -75,7 +75,8 @@ def test_flip_only_tta_on_a_flip_equivariant_model_is_plain_testing(shapes):
 
 @pytest.fixture(scope="module")
 def tiny(repo):
-    cfg = load_config(repo / "configs/exp/mask_rcnn/tiny_cpu.yaml", ["dataset.test_scale=[200,150]"])
+    cfg = load_config(repo / "configs/exp/mask_rcnn/tiny_cpu.yaml",
+                      ["dataset.test_scale=[200,150]"])
     torch.manual_seed(0)
     return build_model(cfg).eval()
 
