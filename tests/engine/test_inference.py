@@ -20,9 +20,10 @@ from tests.helpers import make_shapes_dataset
 from vipseg.data.dataset import CocoInstanceDataset
 from vipseg.data.masks import decode, encode_many
 from vipseg.data.transforms import basic
-from vipseg.config import schema
 from vipseg.engine.evaluation import coco_metrics, evaluate_model
-from vipseg.engine.inference import paste_masks_to_rles, predict_dataset
+from vipseg.engine.inference import paste_masks_to_rles
+from vipseg.engine.postprocess import PostOptions
+from vipseg.engine.predict import PredictOptions, predict_dataset
 from vipseg.errors import DataError
 
 SCALE = [200, 150]  # 160x128 images -> 188x150: a non-integer resize
@@ -97,7 +98,8 @@ def make_dataset(shapes):
 def test_predict_dataset_maps_back_to_original_pixels(shapes):
     dataset = make_dataset(shapes)
     model = FakeDetector(dataset, SCALE)
-    results = predict_dataset(model, dataset, device="cpu", batch_size=2, progress=False)
+    results = predict_dataset(model, dataset, device="cpu", options=PredictOptions(batch_size=2),
+                              progress=False)
     gt = json.loads(shapes[0].read_text())
     assert len(results) == len(gt["annotations"])
     for r in results:
@@ -106,14 +108,15 @@ def test_predict_dataset_maps_back_to_original_pixels(shapes):
     m = coco_metrics(gt, results)
     assert m["bbox/AP"] > 0.99  # boxes divided by the scale factor come back exactly
     assert m["segm/AP"] > 0.8  # masks went through 28x28 and back: nearly exact
-    kept = predict_dataset(model, dataset, device="cpu", score_thresh=0.5, progress=False)
+    kept = predict_dataset(model, dataset, device="cpu", progress=False,
+                           options=PredictOptions(post=PostOptions(score_thresh=0.5)))
     assert 0 < len(kept) < len(results) and min(r["score"] for r in kept) >= 0.5
 
 
 def test_evaluate_model_scores_against_the_annotation_file(shapes):
     dataset = make_dataset(shapes)
     m = evaluate_model(FakeDetector(dataset, SCALE), dataset, device="cpu",
-                       test_cfg=schema.TestConfig(paste_chunk=2))
+                       options=PredictOptions(paste_chunk=2))
     assert m["bbox/AP"] > 0.99 and m["segm/AP/human"] > 0.9 and "segm/AP/ball" in m
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from vipseg.errors import ConfigError
 
@@ -461,11 +461,76 @@ class TrainConfig:
 
 
 @dataclass
+class OneBallConfig:
+    """VIPriors ball prior: if the best ``class_name`` detection scores >= ``min_score``, keep
+    it and the detections of that class whose boxes overlap it; drop the others."""
+
+    class_name: str = "ball"
+    min_score: float = 0.2
+
+    def validate(self) -> None:
+        _check_between("test.post.one_ball.min_score", self.min_score, 0, 1)
+
+
+@dataclass
+class PostConfig:
+    """Post-processing of each image's final detections (after TTA / ensembling), in this
+    order: ``one_ball`` (off when null), then ``test.score_thresh``, then ``max_per_class``
+    (class name -> most detections kept, best first)."""
+
+    one_ball: Optional[OneBallConfig] = None
+    max_per_class: dict[str, int] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        bad = {k: v for k, v in self.max_per_class.items() if v < 1}
+        if bad:
+            raise ConfigError(f"test.post.max_per_class counts must be >= 1, got {bad}")
+
+
+@dataclass
 class TestConfig:
     batch_size: int = 1
     mask_thresh: float = 0.5
     score_thresh: float = 0.0  # extra filter on exported predictions
     paste_chunk: int = 16  # masks pasted and RLE-encoded per chunk
+    post: PostConfig = field(default_factory=PostConfig)
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.paste_chunk < 1:
+            raise ConfigError(f"test.batch_size and test.paste_chunk must be >= 1, got "
+                              f"{self.batch_size} and {self.paste_chunk}")
+        _check_between("test.mask_thresh", self.mask_thresh, 0, 1)
+        _check_between("test.score_thresh", self.score_thresh, 0, 1)
+
+
+@dataclass
+class TTAConfig:
+    """Test-time augmentation (``vipseg test --tta``): every scale with and (``flip``)
+    without a horizontal flip. A scale is a factor of the original image (``0.8``) or a
+    ``[long, short]`` size the image is fitted into, aspect kept. Boxes of all views are
+    merged per class (``nms`` or weighted box fusion ``wbf`` at ``iou_thresh``, at most
+    ``max_detections`` per image); the merged boxes' masks are re-predicted in every view and
+    averaged (``average``) or taken from the view that found the box (``select``)."""
+
+    scales: list[Union[float, list[int]]] = field(
+        default_factory=lambda: [1.0, 0.8, 1.5, [1920, 1440], [1760, 1280]])
+    flip: bool = True
+    merge: Literal["nms", "wbf"] = "nms"
+    iou_thresh: float = 0.5
+    max_detections: int = 100
+    mask_merge: Literal["average", "select"] = "average"
+
+    def validate(self) -> None:
+        if not self.scales:
+            raise ConfigError("tta.scales must list at least one scale")
+        for s in self.scales:
+            sizes = s if isinstance(s, list) else [s]
+            if (isinstance(s, list) and len(s) != 2) or min(sizes) <= 0:
+                raise ConfigError(f"tta.scales entries must be a factor > 0 or a [long, short] "
+                                  f"size of positive pixels, got {s}")
+        _check_between("tta.iou_thresh", self.iou_thresh, 0, 1)
+        if self.max_detections < 1:
+            raise ConfigError(f"tta.max_detections must be >= 1, got {self.max_detections}")
 
 
 @dataclass
@@ -477,6 +542,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    tta: TTAConfig = field(default_factory=TTAConfig)
 
     @property
     def num_classes(self) -> int:

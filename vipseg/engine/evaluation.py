@@ -30,7 +30,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from vipseg.data.coco import read_json
-from vipseg.engine.inference import predict_dataset
+from vipseg.engine.predict import PredictOptions, predict_dataset
 from vipseg.errors import DataError
 
 PROTOCOLS = ("coco", "vipriors")
@@ -167,16 +167,15 @@ def coco_metrics(gt: str | Path | dict, results: list[dict], *, protocol: str = 
 
 
 def evaluate_model(model: torch.nn.Module, dataset: Any, *, device: str | torch.device,
-                   test_cfg: Any, protocol: str = "coco",
+                   options: PredictOptions, protocol: str = "coco",
                    distributed: bool = False) -> dict[str, float]:
     """Predict ``dataset`` (a labelled ``CocoInstanceDataset`` with the evaluation transform)
-    and score it against its annotation file; ``test_cfg`` is the config's ``test`` section.
+    through the one prediction path with ``options`` (``predict_options(cfg, device)``, as
+    ``vipseg test`` builds them) and score it against its annotation file.
 
     Under DDP every rank predicts its shard, rank 0 scores and every rank returns the dict.
     """
-    results = predict_dataset(model, dataset, device=device, mask_thresh=test_cfg.mask_thresh,
-                              score_thresh=test_cfg.score_thresh,
-                              paste_chunk=test_cfg.paste_chunk, batch_size=test_cfg.batch_size,
+    results = predict_dataset(model, dataset, device=device, options=options,
                               distributed=distributed, progress=False)
     dist = distributed and torch.distributed.is_available() and torch.distributed.is_initialized()
     box: list[Any] = [None]

@@ -1,4 +1,6 @@
-"""Run a detector over a dataset and turn its outputs into COCO results at full resolution.
+"""Turn a detector's outputs into COCO results at full resolution, and load a checkpoint.
+
+The prediction loop itself is ``vipseg.engine.predict.predict_dataset``.
 
 The model (see docs/architecture.md, "Model") returns per image ``boxes`` [K, 4] XYXY in the
 resized input's pixels, ``labels`` [K] in 0..C-1, ``scores`` [K] and soft ``masks`` [K, 1, M, M]
@@ -12,19 +14,14 @@ expansion, bilinear resize) exactly, thresholded at ``mask_thresh``.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
-from tqdm import tqdm
 
-from vipseg.data.dataset import collate
 from vipseg.data.masks import encode_many
 from vipseg.engine.checkpoint import load_checkpoint
 from vipseg.errors import DataError
@@ -95,7 +92,9 @@ def output_to_results(output: dict[str, torch.Tensor], target: dict, category_id
     return results
 
 
-def _category_ids(dataset: Any, category_ids: Sequence[Any] | None) -> list[Any]:
+def category_ids_of(dataset: Any, category_ids: Sequence[Any] | None = None) -> list[Any]:
+    """``category_ids`` if given, else the file's category id of each of ``dataset.classes``;
+    ``DataError`` if the file lacks one (pass ``category_ids`` for images-only files)."""
     if category_ids is not None:
         return list(category_ids)
     ids = [dataset.label_to_category_id(i) for i in range(len(dataset.classes))]
@@ -104,65 +103,6 @@ def _category_ids(dataset: Any, category_ids: Sequence[Any] | None) -> list[Any]
         raise DataError(f"{getattr(dataset, 'ann_file', 'dataset')}: no category id for classes "
                         f"{missing} (the file has no such categories); pass category_ids")
     return ids
-
-
-def _dist_info(distributed: bool) -> tuple[int, int]:
-    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-@torch.inference_mode()
-def predict_dataset(model: torch.nn.Module, dataset: Any, *, device: str | torch.device,
-                    mask_thresh: float = 0.5, score_thresh: float = 0.0, paste_chunk: int = 16,
-                    batch_size: int = 1, num_workers: int = 0, amp: str = "none",
-                    distributed: bool = False, progress: bool = True,
-                    category_ids: Sequence[Any] | None = None) -> list[dict]:
-    """COCO results (``image_id``, ``category_id``, RLE ``segmentation``, ``score``, ``bbox``
-    [x, y, w, h] float, original pixels) for every image of ``dataset`` (built with
-    ``train=False``: items are ``(image [3, H, W] uint8, target)`` from ``TestTransform``).
-
-    ``category_ids[label]`` overrides ``dataset.label_to_category_id(label)`` (for images-only
-    files). ``amp``: ``none``, ``bf16`` or ``fp16`` autocast. With ``distributed`` (and
-    torch.distributed initialised) rank r predicts images r, r + world, ... and every rank
-    returns the full list, in dataset order. A DDP-wrapped model is run unwrapped.
-    """
-    if amp not in ("none", *AMP_DTYPES):
-        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
-    device = torch.device(device)
-    ids = _category_ids(dataset, category_ids)
-    rank, world = _dist_info(distributed)
-    indices = list(range(rank, len(dataset), world))
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=collate)
-    # A DDP wrapper would sync buffers in every forward, and shards may differ by one image.
-    if isinstance(model, DistributedDataParallel):
-        model = model.module
-    was_training = model.training
-    model.eval()
-    autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp != "none"
-                else contextlib.nullcontext())
-    per_image: list[tuple[int, list[dict]]] = []
-    bar = tqdm(total=len(indices), desc="predict", unit="img", disable=not progress or rank != 0,
-               dynamic_ncols=True, leave=False)
-    pos = 0
-    for images, targets in loader:
-        with autocast:
-            outputs = model([im.to(device, non_blocking=True) for im in images])
-        for out, tgt in zip(outputs, targets):
-            per_image.append((indices[pos], output_to_results(
-                out, tgt, ids, mask_thresh=mask_thresh, score_thresh=score_thresh,
-                paste_chunk=paste_chunk)))
-            pos += 1
-        bar.update(len(images))
-    bar.close()
-    model.train(was_training)
-    if world > 1:
-        gathered: list[Any] = [None] * world
-        torch.distributed.all_gather_object(gathered, per_image)
-        merged = {i: res for part in gathered for i, res in part}  # one entry per image
-        per_image = sorted(merged.items())
-    return [r for _, res in per_image for r in res]
 
 
 def load_model(cfg: Any, checkpoint: str | Path, device: str | torch.device) -> torch.nn.Module:

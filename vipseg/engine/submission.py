@@ -12,7 +12,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence, Union
 
 import torch
 
@@ -20,7 +20,8 @@ from vipseg.config.schema import Config
 from vipseg.data.build import build_dataset, split_paths
 from vipseg.data.coco import read_json
 from vipseg.engine.evaluation import coco_metrics
-from vipseg.engine.inference import predict_dataset
+from vipseg.engine.predict import PredictOptions, predict_dataset, predict_options
+from vipseg.engine.tta import Member
 from vipseg.errors import DataError
 from vipseg.utils.io import atomic_write_bytes, atomic_write_json, ensure_new_output
 
@@ -28,6 +29,7 @@ RESULT_JSON = "result.segm.json"
 SUBMISSION_ZIP = "submission.zip"
 SUBMISSION_JSON = "submission.json"
 METRICS_JSON = "metrics.json"
+Models = Union[torch.nn.Module, Sequence[Member]]  # one detector or ensemble members
 
 
 def category_ids_from_config(cfg: Config, root: str | Path | None = None) -> list[Any]:
@@ -90,27 +92,22 @@ def read_predictions(path: str | Path) -> Any:
         raise DataError(f"{p}: {names[0]}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
 
-def _predict(model: torch.nn.Module, cfg: Config, dataset: Any, device: str | torch.device,
-             category_ids: list[Any] | None = None, progress: bool = True) -> list[dict]:
-    amp = cfg.train.amp if torch.device(device).type == "cuda" else "none"
-    return predict_dataset(model, dataset, device=device, mask_thresh=cfg.test.mask_thresh,
-                           score_thresh=cfg.test.score_thresh, paste_chunk=cfg.test.paste_chunk,
-                           batch_size=cfg.test.batch_size, num_workers=cfg.train.num_workers,
-                           amp=amp, progress=progress, category_ids=category_ids)
-
-
-def score_val_split(model: torch.nn.Module, cfg: Config, *, device: str | torch.device,
-                    protocol: str = "coco", root: str | Path | None = None,
-                    out_dir: str | Path | None = None, force: bool = False,
-                    progress: bool = True) -> dict[str, float]:
+def score_val_split(model: Models, cfg: Config, *, device: str | torch.device,
+                    options: PredictOptions | None = None, protocol: str = "coco",
+                    root: str | Path | None = None, out_dir: str | Path | None = None,
+                    force: bool = False, progress: bool = True) -> dict[str, float]:
     """Predict and score the val split; with ``out_dir``, also write ``metrics.json`` and the
-    val predictions (``result.segm.json``) there (refused if present, unless ``force``)."""
+    val predictions (``result.segm.json``) there (refused if present, unless ``force``).
+
+    ``model``: a detector or ensemble members; ``options`` default to
+    ``predict_options(cfg, device)`` (pass ``tta=True`` ones for TTA)."""
     outputs = [Path(out_dir) / name for name in (METRICS_JSON, RESULT_JSON)] if out_dir else []
     for path in outputs:
         ensure_new_output(path, force)
     dataset = build_dataset(cfg, "val", train=False, root=root)
     gt = read_json(dataset.ann_file)
-    results = _predict(model, cfg, dataset, device, progress=progress)
+    options = options or predict_options(cfg, device)
+    results = predict_dataset(model, dataset, device=device, options=options, progress=progress)
     metrics = coco_metrics(gt, results, protocol=protocol, class_names=cfg.dataset.classes)
     if outputs:
         atomic_write_json(outputs[0], metrics, indent=2)
@@ -118,10 +115,12 @@ def score_val_split(model: torch.nn.Module, cfg: Config, *, device: str | torch.
     return metrics
 
 
-def export_test_submission(model: torch.nn.Module, cfg: Config, out_dir: str | Path, *,
-                           device: str | torch.device, root: str | Path | None = None,
-                           force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Predict the (images-only) test split and write the submission into ``out_dir``.
+def export_test_submission(model: Models, cfg: Config, out_dir: str | Path, *,
+                           device: str | torch.device, options: PredictOptions | None = None,
+                           root: str | Path | None = None, force: bool = False,
+                           progress: bool = True) -> dict[str, Any]:
+    """Predict the (images-only) test split and write the submission into ``out_dir``
+    (``model`` and ``options`` as for ``score_val_split``).
 
     Returns a summary: ``result`` and ``zip`` paths, ``images``, ``images_with_predictions``
     and ``predictions`` counts. Existing outputs are refused unless ``force``.
@@ -131,7 +130,9 @@ def export_test_submission(model: torch.nn.Module, cfg: Config, out_dir: str | P
         ensure_new_output(out / name, force)
     category_ids = category_ids_from_config(cfg, root)
     dataset = build_dataset(cfg, "test", train=False, root=root)
-    results = _predict(model, cfg, dataset, device, category_ids, progress=progress)
+    options = options or predict_options(cfg, device)
+    results = predict_dataset(model, dataset, device=device, options=options,
+                              category_ids=category_ids, progress=progress)
     check_image_ids(results, dataset.images, str(dataset.ann_file))
     result_path, zip_path = write_submission(results, out)
     return {"result": result_path, "zip": zip_path, "images": len(dataset),

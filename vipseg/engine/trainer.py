@@ -35,6 +35,7 @@ from vipseg.engine.checkpoint import (capture_rng_state, find_latest, load_check
                                       restore_rng_state, save_checkpoint)
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
 from vipseg.engine.optim import build_optimizer, build_scheduler
+from vipseg.engine.predict import predict_options
 from vipseg.engine.run_dir import RunLog, new_run_dir
 from vipseg.errors import ConfigError, DataError, TrainingError
 from vipseg.models.build import build_model
@@ -375,8 +376,10 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
             log.info(note)
         model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
 
+        val_options = predict_options(cfg, ctx.device)  # exactly what `vipseg test` uses
+
         def evaluate(m: nn.Module) -> dict:
-            return evaluate_model(m, val_set, device=ctx.device, test_cfg=cfg.test,
+            return evaluate_model(m, val_set, device=ctx.device, options=val_options,
                                   distributed=ctx.distributed)
 
         options = LoopOptions(epochs=t.epochs, max_iters=t.max_iters, amp=t.amp,

@@ -20,7 +20,7 @@ from vipseg.config.schema import Config
 from vipseg.data.dataset import read_image
 from vipseg.data.masks import decode
 from vipseg.data.transforms.basic import TestTransform
-from vipseg.engine.inference import predict_dataset
+from vipseg.engine.predict import PredictOptions, predict_dataset, predict_options
 from vipseg.errors import DataError
 from vipseg.utils.io import atomic_write_bytes, atomic_write_json, ensure_new_output
 
@@ -97,19 +97,19 @@ def overlay_name(name: str) -> str:
 
 def predict_images(model: torch.nn.Module, cfg: Config, inputs: str | Path, out_dir: str | Path,
                    *, device: str | torch.device, category_ids: Sequence[Any],
-                   score_thr: float = 0.5, force: bool = False,
-                   progress: bool = True) -> dict[str, int]:
-    """Predict every image of ``inputs``; write overlays (detections scoring ≥ ``score_thr``)
-    and ``predictions.json`` (all of them, at least ``cfg.test.score_thresh``) into
-    ``out_dir``. Returns ``images`` and ``predictions`` counts."""
+                   score_thr: float = 0.5, options: PredictOptions | None = None,
+                   force: bool = False, progress: bool = True) -> dict[str, int]:
+    """Predict every image of ``inputs`` (``options`` default to ``predict_options(cfg,
+    device)``); write overlays (detections scoring ≥ ``score_thr``) and ``predictions.json``
+    (all of them, at least ``cfg.test.score_thresh``) into ``out_dir``. Returns ``images`` and
+    ``predictions`` counts."""
     paths, names = list_images(inputs)
     out = Path(out_dir)
     for name in [PREDICTIONS_JSON, *(overlay_name(n) for n in names)]:
         ensure_new_output(out / name, force)
     dataset = ImageFiles(paths, names, cfg.dataset.classes, category_ids, cfg.dataset.test_scale)
-    results = predict_dataset(model, dataset, device=device, mask_thresh=cfg.test.mask_thresh,
-                              score_thresh=cfg.test.score_thresh,
-                              paste_chunk=cfg.test.paste_chunk, batch_size=cfg.test.batch_size,
+    results = predict_dataset(model, dataset, device=device,
+                              options=options or predict_options(cfg, device),
                               progress=progress)
     label_of = {cid: i for i, cid in enumerate(category_ids)}
     for r in results:
