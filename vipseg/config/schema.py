@@ -1,7 +1,8 @@
 """Typed config schema: every key a config file may hold, with its default.
 
 The tree mirrors the YAML: ``dataset``, ``model``, ``augment``, ``optimizer``, ``schedule``,
-``train``, ``test``, ``swa`` (the second stage, ``vipseg swa``). Image sizes are ``[width, height]`` in pixels; colours are per-channel RGB
+``train``, ``test``, ``swa`` (the second stage, ``vipseg swa``). Image sizes are
+``[width, height]`` in pixels; colours are per-channel RGB
 values in 0..255. Classes never see this object: each subsystem's ``build_*(cfg)`` maps its
 section onto plain keyword arguments.
 """
@@ -238,7 +239,8 @@ class OptimizerConfig:
 @dataclass
 class ScheduleConfig:
     """Linear warm-up over ``warmup_iters`` iterations, then a per-epoch step or cosine decay,
-    a constant rate, or ``cyclic``: within every epoch from ``lr`` down to ``lr × min_lr_ratio``."""
+    a constant rate, or ``cyclic``: within every epoch from ``lr`` down to
+    ``lr × min_lr_ratio``."""
 
     policy: Literal["step", "cosine", "constant", "cyclic"] = "step"
     warmup_iters: int = 500

@@ -327,7 +327,7 @@ def average_to_file(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     else:
         state = average_checkpoints(paths, progress=lambda p: log(f"read {p}"))
         log(f"average of {len(paths)} checkpoints")
-    if bn_model is not None and soup_cfg is None:
+    if bn_model is not None:
         state["model"] = refreshed(bn_model, state["model"], str(target))
     save_checkpoint(target, state)
     log(f"wrote {target}")

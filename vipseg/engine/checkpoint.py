@@ -59,7 +59,8 @@ class LoadReport:
     """What :func:`load_weights` did: tensors loaded, and the keys it could not use."""
 
     loaded: int
-    mismatched: list[str] = field(default_factory=list)  # "key (checkpoint [3, 64] vs model [4, 64])"
+    # "key (checkpoint [3, 64] vs model [4, 64])"
+    mismatched: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # model keys the checkpoint lacks
     unexpected: list[str] = field(default_factory=list)  # checkpoint keys the model lacks
 
@@ -75,7 +76,8 @@ class LoadReport:
                             ("not in checkpoint, left as initialised", self.missing),
                             ("not in model, ignored", self.unexpected)):
             if keys:
-                shown = ", ".join(keys[:4]) + (f", ... ({len(keys) - 4} more)" if len(keys) > 4 else "")
+                more = f", ... ({len(keys) - 4} more)" if len(keys) > 4 else ""
+                shown = ", ".join(keys[:4]) + more
                 parts.append(f"{len(keys)} skipped ({label}): {shown}")
         return "; ".join(parts)
 
