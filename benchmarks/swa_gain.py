@@ -12,10 +12,12 @@ Part 2 (peak RSS): ``--mem-count`` checkpoints of the R50-FPN Mask R-CNN of
 ``configs/_base_/models/mask_rcnn_r50_fpn.yaml`` (model + an AdamW state of two tensors per
 parameter, as training writes them) are averaged by :func:`average_checkpoints` (streamed,
 memory-mapped) and, as the reference, loaded all at once (``torch.load`` each, keep every
-``model``) and averaged; each in a fresh process, peak resident memory from ``getrusage``.
+``model``) and averaged; each in a fresh process, its peak resident memory above the RSS after
+its imports (sampled every 2 ms).
 
     python benchmarks/swa_gain.py --data data/demo --work /tmp/swa_gain
     python benchmarks/swa_gain.py --train-epochs 4 --swa-epochs 3 --mem-count 12  # reduced
+    python benchmarks/swa_gain.py --start output/demo/exp_.../last.pth  # stage 1 done before
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +54,7 @@ def val_ap(cfg, checkpoint: Path, device: str) -> dict[str, float]:
 def part_ap(args: argparse.Namespace) -> None:
     from vipseg.config import load_config
     from vipseg.engine.averaging import average_to_file
+    from vipseg.engine.checkpoint import load_checkpoint
     from vipseg.engine.swa import SWA_FILE, run_swa
     from vipseg.engine.trainer import train
 
@@ -63,20 +67,24 @@ def part_ap(args: argparse.Namespace) -> None:
     cfg = load_config(DEMO, [f"dataset.root={data}", f"train.epochs={args.train_epochs}",
                              f"swa.epochs={args.swa_epochs}", "train.val_interval=1000"])
     start = time.perf_counter()
-    first = train(cfg, "stage1", work_dir=work, device=args.device)
-    swa = run_swa(cfg, first.run_dir / "last.pth", "stage2", work_dir=work, device=args.device)
+    if args.start:  # a stage-1 checkpoint trained before
+        last, first_iters = Path(args.start), int(load_checkpoint(args.start)["iteration"])
+    else:
+        first = train(cfg, "stage1", work_dir=work, device=args.device)
+        last, first_iters = first.run_dir / "last.pth", first.iteration
+    swa = run_swa(cfg, last, "stage2", work_dir=work, device=args.device)
     epochs = sorted(swa.run_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
     average_to_file([swa.run_dir], work / "average.pth", force=True)
     average_to_file([swa.run_dir], work / "soup.pth", force=True, soup_cfg=cfg,
                     device=args.device)
-    rows = [("stage 1 last.pth", first.run_dir / "last.pth"),
+    rows = [("stage 1 last.pth", last),
             (f"SWA stage {epochs[-1].name} (raw)", epochs[-1]),
             (f"SWA stage {SWA_FILE}", swa.run_dir / SWA_FILE),
             (f"average of {len(epochs)} epoch_*.pth", work / "average.pth"),
             ("greedy soup of them", work / "soup.pth")]
     scores = [(name, val_ap(cfg, path, args.device)) for name, path in rows]
     base = scores[0][1]["AP"]
-    print(f"\n{first.iteration} training + {swa.iteration} SWA iterations in "
+    print(f"\n{first_iters} training + {swa.iteration} SWA iterations in "
           f"{time.perf_counter() - start:.0f} s")
     print(f"{'weights':34s} {'mask AP':>8s} {'AP50':>7s} {'AP - last':>10s}")
     for name, s in scores:
@@ -103,41 +111,55 @@ def write_checkpoints(folder: Path, count: int) -> int:
     return sum(v.numel() * v.element_size() for v in model.state_dict().values())
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def mem_child(mode: str, folder: Path) -> None:
-    """Average the folder's checkpoints one way; print the peak RSS in MiB."""
+    """Average the folder's checkpoints one way; print the peak RSS above the RSS after the
+    imports, in MiB (sampled every 2 ms by a thread: ``ru_maxrss`` would include the imports'
+    own transient peak)."""
     from vipseg.engine.averaging import average_checkpoints, checkpoint_inputs
 
     paths = checkpoint_inputs([folder])
+    base, peak, done = rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib())
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     if mode == "streamed":
         avg = average_checkpoints(paths)["model"]
     else:  # the reference: every checkpoint's model in memory, then the mean
         models = [torch.load(p, map_location="cpu", weights_only=True)["model"] for p in paths]
         avg = {k: torch.stack([m[k].float() for m in models]).mean(0) for k in models[0]}
+    peak[0] = max(peak[0], rss_mib())
+    done.set()
+    thread.join()
     assert avg
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak[0] - base)
 
 
 def part_memory(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=args.mem_dir) as tmp:
         folder = Path(tmp)
         size = write_checkpoints(folder, args.mem_count)
-        baseline = float(subprocess.run(
-            [sys.executable, "-c", "import resource, torch, vipseg.engine.averaging; "
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
-            check=True, capture_output=True, text=True).stdout)
         peaks = {}
         for mode in ("streamed", "load-all"):
             out = subprocess.run([sys.executable, __file__, "--mem-child", mode, str(folder)],
                                  check=True, capture_output=True, text=True).stdout
             peaks[mode] = float(out.strip().splitlines()[-1])
     model_mib = size / 2**20
-    print(f"\n{args.mem_count} checkpoints of a {model_mib:.0f} MiB model (+ AdamW state); "
-          f"python + torch alone: {baseline:.0f} MiB peak RSS")
+    print(f"\n{args.mem_count} checkpoints of a {model_mib:.0f} MiB model (+ AdamW state, "
+          f"{3 * model_mib:.0f} MiB per file); peak RSS above the process after its imports:")
     for mode, peak in peaks.items():
-        extra = (peak - baseline) / model_mib
-        print(f"{mode:9s} peak RSS {peak:7.0f} MiB = baseline + {extra:.1f} models")
-    print(f"ratio load-all / streamed (above baseline): "
-          f"{(peaks['load-all'] - baseline) / max(peaks['streamed'] - baseline, 1):.1f}x")
+        print(f"{mode:9s} +{peak:7.0f} MiB = {peak / model_mib:.1f} models")
+    print(f"ratio load-all / streamed: {peaks['load-all'] / max(peaks['streamed'], 1):.1f}x")
 
 
 def main() -> None:
@@ -147,6 +169,8 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="run folder (default: a temp folder)")
     parser.add_argument("--train-epochs", type=int, default=20)
     parser.add_argument("--swa-epochs", type=int, default=12)
+    parser.add_argument("--start", default=None,
+                        help="a stage-1 last.pth of this config: skip stage 1")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mem-count", type=int, default=12)
     parser.add_argument("--mem-dir", default=None, help="where the memory checkpoints go")

@@ -53,8 +53,16 @@ def rows(run: Path, kind: str) -> list[dict]:
 
 
 def test_swa_stage_writes_its_files_and_swa_pth_is_the_mean_of_its_updates(shapes, start,
-                                                                          tmp_path):
+                                                                          tmp_path,
+                                                                          monkeypatch):
     updates: list[dict[str, torch.Tensor]] = []
+    validated: list[dict[str, torch.Tensor]] = []
+
+    def fake_evaluate(model, dataset, **kwargs):
+        validated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"segm/AP": 0.25}
+
+    monkeypatch.setattr("vipseg.engine.trainer.evaluate_model", fake_evaluate)
 
     def record(model, iteration):
         updates.append({k: p.detach().clone() for k, p in model.named_parameters()})
@@ -83,7 +91,9 @@ def test_swa_stage_writes_its_files_and_swa_pth_is_the_mean_of_its_updates(shape
     assert saved.schedule.policy == "constant" and saved.train.epochs == 2
     log = (run / "log.txt").read_text()
     assert f"init_from {start}: " in log and "BN refresh skipped" in log  # GN model
-    assert len(rows(run, "val")) == 1 and result.val_metrics  # scored the average
+    # Validation (once, at the end) scored the average, not the trained weights.
+    assert len(validated) == 1 and result.val_metrics == {"segm/AP": 0.25}
+    assert all(torch.equal(validated[0][k], v) for k, v in swa["model"].items())
     assert {r["lr"] for r in rows(run, "train")} == {1e-4}
 
 
