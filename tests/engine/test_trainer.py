@@ -140,7 +140,7 @@ def test_resume_with_another_model_is_a_one_line_error(shapes, tmp_path):
     first = train(tiny_cfg(shapes, "train.epochs=1", "train.batch_size=4", "train.val_interval=0"),
                   "mismatch", work_dir=tmp_path, device="cpu", model=Flaky())
     cfg = tiny_cfg(shapes, "train.epochs=2", "train.batch_size=4", "train.val_interval=0")
-    with pytest.raises(DataError, match="does not fit this config's model") as err:
+    with pytest.raises(DataError, match="weights do not match the config's model") as err:
         train(cfg, "mismatch", work_dir=tmp_path, resume=True, device="cpu",
               model=nn.Linear(2, 2))
     assert str(err.value).startswith(str(first.run_dir / "last.pth"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 RESUME_LATEST = "__latest__"
@@ -23,6 +24,7 @@ examples:
   vipseg train CONFIG NAME train.epochs=24 optimizer.lr=0.01
   vipseg train CONFIG NAME --resume                 # newest last.pth under output/NAME/
   vipseg train CONFIG NAME --resume output/NAME/exp_20260101_120000/last.pth
+  vipseg train CONFIG NAME --init-from other/best.pth   # warm start: model weights only
 """
 
 
@@ -44,6 +46,9 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                         "under WORK_DIR/NAME/; the run continues in the checkpoint's folder")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=argparse.SUPPRESS,
                         help="device (default: cuda if available, else cpu)")
+    parser.add_argument("--init-from", metavar="CKPT", default=argparse.SUPPRESS,
+                        help="start from CKPT's model weights (train.init_from; weights that "
+                        "do not fit are skipped and listed, unless train.init_strict=true)")
     parser.set_defaults(func=run_train)
 
 
@@ -59,6 +64,8 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.insert(0, resume)
         resume = RESUME_LATEST
     cfg = load_config(args.config, overrides)
+    if hasattr(args, "init_from"):  # recorded in config.yaml as train.init_from
+        cfg = replace(cfg, train=replace(cfg.train, init_from=args.init_from))
     result = train(cfg, args.name, work_dir=args.work_dir,
                    data_root=getattr(args, "data_root", None),
                    resume=True if resume == RESUME_LATEST else resume,

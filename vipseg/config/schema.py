@@ -1,7 +1,8 @@
 """Typed config schema: every key a config file may hold, with its default.
 
 The tree mirrors the YAML: ``dataset``, ``model``, ``augment``, ``optimizer``, ``schedule``,
-``train``, ``test``. Image sizes are ``[width, height]`` in pixels; colours are per-channel RGB
+``train``, ``test``, ``swa`` (the second stage, ``vipseg swa``). Image sizes are
+``[width, height]`` in pixels; colours are per-channel RGB
 values in 0..255. Classes never see this object: each subsystem's ``build_*(cfg)`` maps its
 section onto plain keyword arguments.
 """
@@ -433,14 +434,31 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Linear warm-up over ``warmup_iters`` iterations, then a per-epoch step or cosine decay."""
+    """Linear warm-up over ``warmup_iters`` iterations, then a per-epoch step or cosine decay,
+    a constant rate, or ``cyclic``: within every epoch from ``lr`` down to
+    ``lr × min_lr_ratio``."""
 
-    policy: Literal["step", "cosine", "constant"] = "step"
+    policy: Literal["step", "cosine", "constant", "cyclic"] = "step"
     warmup_iters: int = 500
     warmup_ratio: float = 0.001
     steps: list[int] = field(default_factory=lambda: [8, 11])  # epochs at which lr *= gamma
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
+
+
+@dataclass
+class EmaConfig:
+    """Exponential moving average of the weights during training (timm ``ModelEmaV3``): after
+    every step ``ema = decay × ema + (1 - decay) × weights``; ``warmup``: timm's ramp
+    ``decay_t = min(decay, 1 - (1 + t)^(-2/3))`` over the first iterations."""
+
+    enabled: bool = False
+    decay: float = 0.9998
+    warmup: bool = True
+
+    def validate(self) -> None:
+        if not 0 <= self.decay < 1:
+            raise ConfigError(f"train.ema.decay must be in [0, 1), got {self.decay:g}")
 
 
 @dataclass
@@ -458,6 +476,9 @@ class TrainConfig:
     aspect_ratio_grouping: bool = True
     sync_bn: bool = True
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient
+    init_from: Optional[str] = None  # checkpoint whose model weights start the run (warm start)
+    init_strict: bool = False  # true: any weight of init_from that does not fit is an error
+    ema: EmaConfig = field(default_factory=EmaConfig)
 
 
 @dataclass
@@ -534,6 +555,31 @@ class TTAConfig:
 
 
 @dataclass
+class SwaConfig:
+    """The SWA stage (``vipseg swa CONFIG CKPT NAME``): ``epochs`` more epochs from CKPT's
+    weights with ``optimizer`` and a ``constant`` rate, or ``cyclic`` (each epoch from ``lr``
+    down to ``lr × cycle_ratio``); the average takes the weights every ``update_every``
+    iterations, or with 0 at the end of every epoch (a cycle's low point)."""
+
+    epochs: int = 12
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        type="adamw", lr=1e-4, weight_decay=0.02))
+    lr_policy: Literal["constant", "cyclic"] = "constant"
+    cycle_ratio: float = 0.01
+    update_every: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"swa.epochs must be >= 1, got {self.epochs}")
+        if self.update_every < 0:
+            raise ConfigError(f"swa.update_every must be >= 0, got {self.update_every}")
+        if not 0 < self.cycle_ratio <= 1:
+            raise ConfigError(f"swa.cycle_ratio must be in (0, 1], got {self.cycle_ratio:g}")
+        if self.optimizer.lr <= 0:
+            raise ConfigError(f"swa.optimizer.lr must be > 0, got {self.optimizer.lr:g}")
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -543,6 +589,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     tta: TTAConfig = field(default_factory=TTAConfig)
+    swa: SwaConfig = field(default_factory=SwaConfig)
 
     @property
     def num_classes(self) -> int:

@@ -1,7 +1,8 @@
 """Checkpoints: plain dicts of tensors and numbers, written atomically, loaded safely.
 
 A checkpoint holds ``model`` (state dict), and for training state ``optimizer``, ``scheduler``,
-``scaler``, ``epoch``, ``iteration``, ``rng`` and ``config`` (the merged config as YAML text).
+``scaler``, ``epoch``, ``iteration``, ``rng`` and ``config`` (the merged config as YAML text);
+with ``train.ema`` also ``ema`` (the EMA weights, which :func:`checkpoint_weights` prefers).
 Everything loads with ``torch.load(weights_only=True)``: RNG states are stored as tensors, ints
 and lists (:func:`capture_rng_state`), never as NumPy objects.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from vipseg.errors import DataError
 from vipseg.utils.io import atomic_open
@@ -26,18 +29,82 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         torch.save(state, f)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; ``DataError`` if missing or invalid."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; ``DataError`` if missing or invalid.
+
+    ``mmap``: map the file instead of reading it, so that only the tensors used are paged in
+    (averaging reads ``model`` and skips the optimizer state).
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: checkpoint not found")
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
+        state = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises many types for corrupt/unsafe files
         raise DataError(f"{p}: not a valid vipseg checkpoint ({_load_failure(e)})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise DataError(f"{p}: not a vipseg checkpoint (no 'model' entry)")
     return state
+
+
+def checkpoint_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint: its ``ema`` weights when it has them (a run with
+    ``train.ema.enabled``, whose validation and ``best.pth`` used them), else ``model``."""
+    return state.get("ema") or state["model"]
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did: tensors loaded, and the keys it could not use."""
+
+    loaded: int
+    # "key (checkpoint [3, 64] vs model [4, 64])"
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # model keys the checkpoint lacks
+    unexpected: list[str] = field(default_factory=list)  # checkpoint keys the model lacks
+
+    @property
+    def complete(self) -> bool:
+        """True when every model tensor was loaded and every checkpoint tensor used."""
+        return not (self.mismatched or self.missing or self.unexpected)
+
+    def summary(self) -> str:
+        """One line: how many loaded, which were skipped and why."""
+        parts = [f"{self.loaded} tensors loaded"]
+        for label, keys in (("shape differs", self.mismatched),
+                            ("not in checkpoint, left as initialised", self.missing),
+                            ("not in model, ignored", self.unexpected)):
+            if keys:
+                more = f", ... ({len(keys) - 4} more)" if len(keys) > 4 else ""
+                shown = ", ".join(keys[:4]) + more
+                parts.append(f"{len(keys)} skipped ({label}): {shown}")
+        return "; ".join(parts)
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str | os.PathLike,
+                 *, strict: bool = True) -> LoadReport:
+    """Copy the tensors of ``weights`` whose name and shape fit into ``model``.
+
+    ``strict``: any key that does not fit (shape differs, missing, unexpected) is a one-line
+    ``DataError`` naming ``source`` and the first such key, and nothing is loaded. Otherwise
+    the fitting tensors are loaded and the returned report lists the others.
+    """
+    own = model.state_dict()
+    fitting, mismatched = {}, []
+    for key, value in weights.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            mismatched.append(f"{key} (checkpoint {list(value.shape)} vs model "
+                              f"{list(own[key].shape)})")
+        elif key in own:
+            fitting[key] = value
+    report = LoadReport(loaded=len(fitting), mismatched=mismatched,
+                        missing=[k for k in own if k not in weights],
+                        unexpected=[k for k in weights if k not in own])
+    if strict and not report.complete:
+        raise DataError(f"{source}: weights do not match the config's model ({report.summary()})")
+    model.load_state_dict(fitting, strict=False)
+    return report
 
 
 def _load_failure(error: Exception) -> str:

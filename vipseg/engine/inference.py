@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from vipseg.data.masks import encode_many
-from vipseg.engine.checkpoint import load_checkpoint
+from vipseg.engine.checkpoint import checkpoint_weights, load_checkpoint, load_weights
 from vipseg.errors import DataError
 from vipseg.models.build import build_model
 
@@ -106,19 +106,9 @@ def category_ids_of(dataset: Any, category_ids: Sequence[Any] | None = None) -> 
 
 
 def load_model(cfg: Any, checkpoint: str | Path, device: str | torch.device) -> torch.nn.Module:
-    """``build_model(cfg)`` with the weights of ``checkpoint`` (loaded ``weights_only``), in
-    eval mode on ``device``; ``DataError`` if the weights do not fit the config's model."""
-    state = load_checkpoint(checkpoint)
+    """``build_model(cfg)`` with the weights of ``checkpoint`` (loaded ``weights_only``; its EMA
+    weights when it has them), in eval mode on ``device``; ``DataError`` if the weights do not
+    fit the config's model."""
     model = build_model(cfg)
-    try:
-        result = model.load_state_dict(state["model"], strict=False)
-    except RuntimeError as e:  # shape mismatches
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "mismatch" in ln), lines[-1] if lines else "")
-        raise DataError(f"{checkpoint}: weights do not match the config's model ({detail})") from None
-    if result.missing_keys or result.unexpected_keys:
-        example = (result.missing_keys or result.unexpected_keys)[0]
-        raise DataError(f"{checkpoint}: weights do not match the config's model "
-                        f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} "
-                        f"unexpected keys, e.g. '{example}')")
+    load_weights(model, checkpoint_weights(load_checkpoint(checkpoint)), checkpoint)
     return model.to(device).eval()

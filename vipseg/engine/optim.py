@@ -5,7 +5,7 @@
 1-D parameter such as layer scales), the latter with ``weight_decay=0`` unless
 ``norm_bias_decay`` is set. ``build_scheduler(optimizer, cfg.schedule, iters_per_epoch, epochs)``
 returns a ``LambdaLR`` stepped once per iteration: a linear warm-up from ``warmup_ratio`` to 1
-over ``warmup_iters`` iterations, multiplied by a step, cosine or constant decay.
+over ``warmup_iters`` iterations, multiplied by a step, cosine, constant or cyclic decay.
 """
 
 from __future__ import annotations
@@ -79,11 +79,13 @@ def lr_factor_fn(*, policy: str, total_iters: int, iters_per_epoch: int,
     """The learning-rate multiplier as a function of the iteration (0-based).
 
     ``step``: ``gamma ** k`` where k counts the ``steps`` epochs already reached;
-    ``cosine``: from 1 down to ``min_lr_ratio`` over ``total_iters``; ``constant``: 1.
+    ``cosine``: from 1 down to ``min_lr_ratio`` over ``total_iters``; ``constant``: 1;
+    ``cyclic``: every epoch linearly from 1 at its first iteration to ``min_lr_ratio`` at its
+    last (the SWA cycle; its low point ends the epoch).
     During the first ``warmup_iters`` iterations the factor is further multiplied by a
     linear ramp from ``warmup_ratio`` to 1.
     """
-    if policy not in ("step", "cosine", "constant"):
+    if policy not in ("step", "cosine", "constant", "cyclic"):
         raise ValueError(f"unknown schedule policy {policy!r}")
     total = max(1, total_iters)
     ipe = max(1, iters_per_epoch)
@@ -92,6 +94,8 @@ def lr_factor_fn(*, policy: str, total_iters: int, iters_per_epoch: int,
         if policy == "step":
             epoch = it // ipe
             f = gamma ** sum(1 for s in steps if epoch >= s)
+        elif policy == "cyclic":
+            f = 1.0 - (1.0 - min_lr_ratio) * (it % ipe) / max(1, ipe - 1)
         elif policy == "cosine":
             t = min(it, total) / total
             f = min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))

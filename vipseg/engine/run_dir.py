@@ -25,11 +25,13 @@ from vipseg.errors import OutputExistsError
 MAX_SUFFIX = 1000
 
 
-def new_run_dir(parent: str | os.PathLike, now: datetime | None = None) -> Path:
-    """Create and return a fresh ``parent/exp_<timestamp>[_k]`` folder (never an existing one)."""
+def new_run_dir(parent: str | os.PathLike, now: datetime | None = None,
+                prefix: str = "exp") -> Path:
+    """Create and return a fresh ``parent/<prefix>_<timestamp>[_k]`` folder (never an existing
+    one); ``prefix`` is ``exp`` for training runs, ``exp_swa`` for SWA stages."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    base = f"exp_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}"
+    base = f"{prefix}_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}"
     for k in range(MAX_SUFFIX):
         candidate = parent / (base if k == 0 else f"{base}_{k}")
         try:

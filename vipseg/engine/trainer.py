@@ -10,6 +10,11 @@ Checkpoints (``last.pth`` after every epoch and when ``train.max_iters`` stops t
 ``train.checkpoint_interval`` epochs) hold the model, optimizer, scheduler, grad scaler,
 ``epoch`` (epochs completed), ``iteration`` (optimizer steps done), ``best_ap``, the RNG states
 of every rank and the merged config; see :mod:`vipseg.engine.checkpoint`.
+
+A run may start from trained weights (``train.init_from``, model weights only) and carry
+:class:`TrainHook` objects that act after steps and epochs, choose the model validation scores
+and add entries to the checkpoints: the EMA of ``train.ema`` (:mod:`vipseg.engine.ema`) and
+the averaged model of the SWA stage (:mod:`vipseg.engine.swa`) are such hooks.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -27,13 +32,17 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from tqdm import tqdm
 
 from vipseg.config import Config, dump_config
+from vipseg.config.schema import TrainConfig
 from vipseg.data.build import build_dataset
 from vipseg.data.dataset import collate
 from vipseg.data.samplers import GroupedBatchSampler, aspect_groups
 from vipseg.engine import distributed as ddp
-from vipseg.engine.checkpoint import (capture_rng_state, find_latest, load_checkpoint,
-                                      restore_rng_state, save_checkpoint)
+from vipseg.engine.checkpoint import (capture_rng_state, checkpoint_weights, find_latest,
+                                      load_checkpoint, load_weights, restore_rng_state,
+                                      save_checkpoint)
+from vipseg.engine.ema import EmaHook
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
+from vipseg.engine.hooks import TrainHook
 from vipseg.engine.optim import build_optimizer, build_scheduler
 from vipseg.engine.predict import predict_options
 from vipseg.engine.run_dir import RunLog, new_run_dir
@@ -43,21 +52,6 @@ from vipseg.utils.io import atomic_write_text
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BEST_KEY = "segm/AP"
-
-
-@dataclass
-class LoopOptions:
-    """Loop settings (from ``cfg.train``): lengths in epochs / iterations, AMP mode."""
-
-    epochs: int
-    max_iters: int | None = None
-    amp: str = "none"
-    clip_grad: float | None = None
-    val_interval: int = 1
-    checkpoint_interval: int = 1
-    log_interval: int = 20
-    seed: int = 0
-    num_workers: int = 0
 
 
 @dataclass
@@ -82,19 +76,24 @@ class Trainer:
             ``batch_sampler`` draws from (re-seeded every epoch).
         evaluate: ``model -> metrics`` on the validation set (None: no validation).
         log: where messages and records go (silent on ranks other than 0).
-        config_text: the merged config, stored in every checkpoint.
+        options: the ``train`` section (epochs, max_iters, amp, clip_grad, intervals, seed,
+            num_workers). config_text: the merged config, stored in every checkpoint.
+        hooks: :class:`TrainHook` objects, called in order. save_best: write ``best.pth`` at
+            each new best validation ``segm/AP``.
     """
 
     def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
                  dataset: Dataset, index_sampler: DistributedSampler,
                  batch_sampler: Sampler[list[int]], ctx: ddp.DistContext, log: RunLog,
-                 options: LoopOptions, evaluate: Callable[[nn.Module], dict] | None,
-                 config_text: str) -> None:
+                 options: TrainConfig, evaluate: Callable[[nn.Module], dict] | None,
+                 config_text: str, hooks: Sequence[TrainHook] = (),
+                 save_best: bool = True) -> None:
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.dataset, self.index_sampler, self.batch_sampler = dataset, index_sampler, batch_sampler
         self.ctx, self.log, self.opt = ctx, log, options
         self.evaluate, self.config_text = evaluate, config_text
+        self.hooks, self.save_best = list(hooks), save_best
         self.iters_per_epoch = len(batch_sampler)  # type: ignore[arg-type]
         self.epoch = 0  # epochs completed
         self.iteration = 0  # optimizer steps done
@@ -106,7 +105,7 @@ class Trainer:
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint dict; call on every rank (the RNG states of all ranks are gathered)."""
-        return {
+        state = {
             "model": ddp.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -118,19 +117,22 @@ class Trainer:
             "rng": ddp.all_gather_objects(capture_rng_state(), self.ctx),
             "config": self.config_text,
         }
+        for hook in self.hooks:
+            state.update(hook.state_dict(self))
+        return state
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Restore everything :meth:`state_dict` saved; RNG states only if the world size
         matches (otherwise each rank is re-seeded from ``seed + rank + iteration``)."""
+        load_weights(ddp.unwrap(self.model), state["model"], source)
         try:
-            ddp.unwrap(self.model).load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
-            raise DataError(f"{source}: checkpoint does not fit this config's model or "
-                            f"optimizer ({detail})") from None
+        except (ValueError, KeyError) as e:
+            detail = next((ln.strip() for ln in str(e).splitlines() if ln.strip()),
+                          type(e).__name__)
+            raise DataError(f"{source}: checkpoint does not fit this config's optimizer or "
+                            f"schedule ({detail})") from None
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
@@ -144,6 +146,8 @@ class Trainer:
             self.log.info(f"{source}: saved by {len(rng)} process(es), resuming with "
                           f"{self.ctx.world_size}: random states re-seeded")
             ddp.seed_everything(self.opt.seed + self.ctx.rank + self.iteration)
+        for hook in self.hooks:
+            hook.load_state_dict(self, state, source)
 
     def _save(self, names: list[str]) -> None:
         state = self.state_dict()
@@ -170,13 +174,15 @@ class Trainer:
             completed = self.epoch_step == 0
             if completed:
                 self.epoch += 1
+                for hook in self.hooks:
+                    hook.after_epoch(self)
             final = self.epoch >= o.epochs or self._should_stop()
             self._summary(self.epoch if completed else self.epoch + 1, means,
                           time.perf_counter() - start, completed)
             names = ["last.pth"]
             if self.evaluate is not None and o.val_interval > 0 and (
                     final or (completed and self.epoch % o.val_interval == 0)):
-                if self._validate():
+                if self._validate() and self.save_best:
                     names.append("best.pth")
             if completed and o.checkpoint_interval > 0 and self.epoch % o.checkpoint_interval == 0:
                 names.append(f"epoch_{self.epoch}.pth")
@@ -212,7 +218,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}", lr=f"{lr:.3g}")
             bar.update()
-            if self.iteration % self.opt.log_interval == 0:
+            if self.iteration % max(1, self.opt.log_interval) == 0:
                 toc = time.perf_counter()
                 self.log.record("train", self.iteration, {
                     "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **values,
@@ -228,9 +234,7 @@ class Trainer:
     def _step(self, images: list[torch.Tensor], targets: list[dict], epoch: int) -> dict[str, float]:
         """Forward, finite-loss check, backward, clip, optimizer and scheduler step."""
         dev = self.ctx.device
-        images = [im.as_subclass(torch.Tensor).to(dev, non_blocking=True) for im in images]
-        targets = [{k: v.as_subclass(torch.Tensor).to(dev, non_blocking=True)
-                    if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in targets]
+        images, targets = batch_to_device(images, targets, dev)
         amp = self.opt.amp
         with torch.autocast(dev.type, dtype=AMP_DTYPES.get(amp), enabled=amp != "none"):
             losses = self.model(images, targets)
@@ -248,6 +252,8 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.iteration += 1
+        for hook in self.hooks:
+            hook.after_step(self)
         return values
 
     def _fail_non_finite(self, epoch: int, values: dict[str, float]) -> None:
@@ -269,7 +275,8 @@ class Trainer:
     def _validate(self) -> bool:
         """Evaluate, log the table and records; True if ``segm/AP`` is a new best."""
         assert self.evaluate is not None
-        metrics = self.evaluate(ddp.unwrap(self.model))
+        chosen = [m for m in (h.eval_model(self) for h in self.hooks) if m is not None]
+        metrics = self.evaluate(chosen[-1] if chosen else ddp.unwrap(self.model))
         self.model.train()
         self.log.info(format_metrics_table(metrics))
         self.log.record("val", self.iteration, {"epoch": self.epoch, "iteration": self.iteration,
@@ -285,6 +292,15 @@ class Trainer:
 
 
 # ----------------------------------------------------------------------------------- build
+def batch_to_device(images: list[torch.Tensor], targets: list[dict],
+                    device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
+    """A collated training batch as plain tensors on ``device`` (other target values kept)."""
+    images = [im.as_subclass(torch.Tensor).to(device, non_blocking=True) for im in images]
+    targets = [{k: v.as_subclass(torch.Tensor).to(device, non_blocking=True)
+                if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in targets]
+    return images, targets
+
+
 def check_amp(amp: str, device: torch.device) -> None:
     """``ConfigError`` for fp16 autocast without CUDA (bf16 works on CPU)."""
     if amp == "fp16" and device.type != "cuda":
@@ -302,6 +318,29 @@ def build_batch_sampler(dataset: Any, ctx: ddp.DistContext, batch_size: int, see
     return index, BatchSampler(index, batch_size, drop_last=False)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """How a run differs from plain training (the SWA stage is one).
+
+    ``run_prefix``: run folders are ``<prefix>_<timestamp>``; ``hooks(model, cfg)``: the
+    :class:`TrainHook` list for the built model (before any DDP wrapper); ``save_best``: keep
+    ``best.pth``.
+    """
+
+    run_prefix: str = "exp"
+    hooks: Callable[[nn.Module, Config], list[TrainHook]] = lambda model, cfg: []
+    save_best: bool = True
+
+
+def warm_start(model: nn.Module, checkpoint: str | os.PathLike, *, strict: bool) -> str:
+    """Load a checkpoint's model weights (its EMA weights if it has them) into ``model``:
+    those whose name and shape fit; ``strict``: any other is a one-line ``DataError``.
+    Returns the one-line summary of what was loaded and skipped."""
+    report = load_weights(model, checkpoint_weights(load_checkpoint(checkpoint)), checkpoint,
+                          strict=strict)
+    return f"init_from {checkpoint}: {report.summary()}"
+
+
 def resolve_resume(resume: str | os.PathLike | bool | None, name_dir: Path) -> Path | None:
     """The checkpoint to resume from: ``True`` → newest ``last.pth`` under ``name_dir``."""
     if resume is None or resume is False:
@@ -312,7 +351,7 @@ def resolve_resume(resume: str | os.PathLike | bool | None, name_dir: Path) -> P
 def train(cfg: Config, name: str, *, work_dir: str | os.PathLike = "output",
           data_root: str | os.PathLike | None = None,
           resume: str | os.PathLike | bool | None = None, device: str | None = None,
-          model: nn.Module | None = None) -> TrainResult:
+          model: nn.Module | None = None, stage: Stage | None = None) -> TrainResult:
     """Train ``cfg`` as run ``name`` under ``work_dir/name/exp_<timestamp>/``.
 
     ``resume``: a checkpoint path, or ``True`` for the newest ``last.pth`` under
@@ -320,18 +359,21 @@ def train(cfg: Config, name: str, *, work_dir: str | os.PathLike = "output",
     kept; this session's config goes to ``config_resume_<iteration>.yaml``). ``data_root``
     replaces ``cfg.dataset.root``, also in the saved config. ``device``: "cpu",
     "cuda" or None (CUDA if available). ``model`` replaces ``build_model(cfg)`` (tests).
+    ``cfg.train.init_from`` starts a new run from a checkpoint's model weights (ignored on
+    resume). ``stage``: how the run differs from plain training (see :class:`Stage`).
     Under torchrun each process calls this; only rank 0 writes files.
     """
     ctx = ddp.init_distributed(device)
     try:
-        return _train(cfg, name, ctx, Path(work_dir), data_root, resume, model)
+        return _train(cfg, name, ctx, Path(work_dir), data_root, resume, model,
+                      stage or Stage())
     finally:
         ddp.shutdown_distributed(ctx)
 
 
 def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
            data_root: str | os.PathLike | None, resume: str | os.PathLike | bool | None,
-           model: nn.Module | None) -> TrainResult:
+           model: nn.Module | None, stage: Stage) -> TrainResult:
     t = cfg.train
     check_amp(t.amp, ctx.device)
     if data_root is not None:  # recorded in config.yaml and the checkpoints
@@ -349,10 +391,15 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
     index_sampler, batch_sampler = build_batch_sampler(train_set, ctx, t.batch_size, t.seed,
                                                        t.aspect_ratio_grouping)
     model = (model if model is not None else build_model(cfg)).to(ctx.device)
+    notes: list[str] = []
+    if t.init_from and state is None:
+        notes.append(warm_start(model, t.init_from, strict=t.init_strict))
     wants_sync = t.sync_bn or "SyncBN" in (cfg.model.backbone.norm, cfg.model.neck.norm,
                                            cfg.model.roi_heads.norm)
-    notes: list[str] = []
     model = ddp.sync_batchnorm(model, ctx, wants_sync, notes.append)
+    hooks = stage.hooks(model, cfg)
+    if t.ema.enabled:
+        hooks.append(EmaHook(model, decay=t.ema.decay, warmup=t.ema.warmup))
     optimizer = build_optimizer(model, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, len(batch_sampler), t.epochs)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
@@ -361,7 +408,7 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
     run_dir = None
     if ctx.is_main:
         if state is None:
-            run_dir = new_run_dir(work_dir / name)
+            run_dir = new_run_dir(work_dir / name, prefix=stage.run_prefix)
             atomic_write_text(run_dir / "config.yaml", config_text)
         else:  # the run's config.yaml stays as it started; each session records its own
             run_dir = ckpt_path.parent
@@ -382,16 +429,11 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
             return evaluate_model(m, val_set, device=ctx.device, options=val_options,
                                   distributed=ctx.distributed)
 
-        options = LoopOptions(epochs=t.epochs, max_iters=t.max_iters, amp=t.amp,
-                              clip_grad=t.clip_grad, val_interval=t.val_interval,
-                              checkpoint_interval=t.checkpoint_interval,
-                              log_interval=max(1, t.log_interval), seed=t.seed,
-                              num_workers=t.num_workers)
         trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                           dataset=train_set, index_sampler=index_sampler,
-                          batch_sampler=batch_sampler, ctx=ctx, log=log, options=options,
+                          batch_sampler=batch_sampler, ctx=ctx, log=log, options=t,
                           evaluate=evaluate if val_set is not None else None,
-                          config_text=config_text)
+                          config_text=config_text, hooks=hooks, save_best=stage.save_best)
         if state is not None:
             trainer.load_state_dict(state, ckpt_path)
         return trainer.fit()
