@@ -9,8 +9,9 @@ section onto plain keyword arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
+from vipseg.config.duration import parse_duration
 from vipseg.errors import ConfigError
 
 Norm = Literal["BN", "SyncBN", "GN", "FrozenBN", "none"]
@@ -262,6 +263,17 @@ class TrainConfig:
     aspect_ratio_grouping: bool = True
     sync_bn: bool = True
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient
+    # Wall-clock budget of the training loop (seconds, or "90s", "10m", "1h30m"): the LR
+    # schedule is compressed to the iterations that fit, measured as the run goes.
+    time_budget: Optional[Union[float, str]] = None
+
+    def validate(self) -> None:
+        """Check ``train.time_budget`` parses as a duration > 0."""
+        if self.time_budget is not None:
+            try:
+                parse_duration(self.time_budget)
+            except ValueError as e:
+                raise ConfigError(f"train.time_budget: {e}") from None
 
 
 @dataclass

@@ -167,10 +167,11 @@ def coco_metrics(gt: str | Path | dict, results: list[dict], *, protocol: str = 
 
 
 def evaluate_model(model: torch.nn.Module, dataset: Any, *, device: str | torch.device,
-                   test_cfg: Any, protocol: str = "coco",
-                   distributed: bool = False) -> dict[str, float]:
+                   test_cfg: Any, protocol: str = "coco", distributed: bool = False,
+                   return_results: bool = False) -> Any:
     """Predict ``dataset`` (a labelled ``CocoInstanceDataset`` with the evaluation transform)
     and score it against its annotation file; ``test_cfg`` is the config's ``test`` section.
+    Returns the metrics dict, or ``(metrics, COCO results)`` with ``return_results``.
 
     Under DDP every rank predicts its shard, rank 0 scores and every rank returns the dict.
     """
@@ -185,7 +186,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, device: str | torch.
                               class_names=dataset.classes)
     if dist:
         torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+    return (box[0], results) if return_results else box[0]
 
 
 def format_metrics_table(metrics: dict[str, float]) -> str:

@@ -23,19 +23,22 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
-from tqdm import tqdm
+from torch.utils.data import BatchSampler, Dataset, DistributedSampler, Sampler
 
 from vipseg.config import Config, dump_config
+from vipseg.config.duration import parse_duration
 from vipseg.data.build import build_dataset
-from vipseg.data.dataset import collate
 from vipseg.data.samplers import GroupedBatchSampler, aspect_groups
 from vipseg.engine import distributed as ddp
 from vipseg.engine.checkpoint import (capture_rng_state, find_latest, load_checkpoint,
                                       restore_rng_state, save_checkpoint)
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
 from vipseg.engine.optim import build_optimizer, build_scheduler
+from vipseg.engine.progress import Progress
 from vipseg.engine.run_dir import RunLog, new_run_dir
+from vipseg.engine.run_history import save_val_predictions, write_results_csv
+from vipseg.engine.time_budget import ESTIMATE_AFTER, TimeBudget
+from vipseg.engine.train_loader import TrainLoader
 from vipseg.errors import ConfigError, DataError, TrainingError
 from vipseg.models.build import build_model
 from vipseg.utils.io import atomic_write_text
@@ -57,6 +60,7 @@ class LoopOptions:
     log_interval: int = 20
     seed: int = 0
     num_workers: int = 0
+    time_budget: float | None = None  # seconds
 
 
 @dataclass
@@ -101,6 +105,14 @@ class Trainer:
         self.best_ap: float | None = None
         self.last_good: Path | None = None
         self.val_metrics: dict[str, float] = {}
+        self.loader = TrainLoader(dataset, batch_sampler, index_sampler,
+                                  num_workers=options.num_workers, seed=options.seed,
+                                  rank=ctx.rank, pin_memory=ctx.device.type == "cuda")
+        self.progress = Progress(log, ctx.device, options.log_interval)
+        self.budget = (TimeBudget(options.time_budget, scheduler,
+                                  options.epochs * self.iters_per_epoch)
+                       if options.time_budget else None)
+        self.val_seconds = 0.0  # duration of the last validation
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -114,6 +126,7 @@ class Trainer:
             "iteration": self.iteration,
             "epoch_step": self.epoch_step,
             "best_ap": self.best_ap,
+            "time_budget": self.budget.state_dict() if self.budget else None,
             "rng": ddp.all_gather_objects(capture_rng_state(), self.ctx),
             "config": self.config_text,
         }
@@ -136,6 +149,8 @@ class Trainer:
         self.epoch_step = int(state.get("epoch_step", 0))
         self.best_ap = state.get("best_ap")
         self.last_good = source
+        if self.budget is not None:
+            self.budget.load_state_dict(state.get("time_budget"))
         rng = state.get("rng") or []
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
@@ -156,6 +171,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``epochs`` are done or ``max_iters`` steps; returns the result."""
         o = self.opt
+        if self.budget is not None:
+            self.budget.start(self.iteration)
+            self._plan_budget()
         if self.epoch >= o.epochs or self._should_stop():
             self.log.info(f"nothing to do: already at epoch {self.epoch}, iteration "
                           f"{self.iteration}")
@@ -169,6 +187,7 @@ class Trainer:
             completed = self.epoch_step == 0
             if completed:
                 self.epoch += 1
+            self._plan_budget()
             final = self.epoch >= o.epochs or self._should_stop()
             self._summary(self.epoch if completed else self.epoch + 1, means,
                           time.perf_counter() - start, completed)
@@ -180,48 +199,64 @@ class Trainer:
             if completed and o.checkpoint_interval > 0 and self.epoch % o.checkpoint_interval == 0:
                 names.append(f"epoch_{self.epoch}.pth")
             self._save(names)
+            if self.log.run_dir is not None:
+                write_results_csv(self.log.run_dir)
+        self.loader.close()
         return TrainResult(self.log.run_dir, self.epoch, self.iteration, self.best_ap,
                            self.val_metrics)
 
     def _should_stop(self) -> bool:
+        # Under DDP rank 0's clock decides, so that every rank stops at the same iteration.
+        if self.budget is not None and ddp.broadcast_object(
+                self.budget.exhausted(self.iteration), self.ctx):
+            return True
         return self.opt.max_iters is not None and self.iteration >= self.opt.max_iters
+
+    def _plan_budget(self) -> None:
+        """Re-plan the run under ``train.time_budget`` (see :mod:`vipseg.engine.time_budget`):
+        the schedule's length, the number of epochs and the progress total follow the plan."""
+        planned = (ddp.broadcast_object(self.budget.plan(self.iteration, self.val_seconds),
+                                        self.ctx) if self.budget is not None else None)
+        if self.budget is not None and planned:  # rank 0's plan on every rank
+            self.budget.set_plan(planned)
+            self.opt.epochs = max(self.budget.planned_epochs(self.iters_per_epoch) or 1,
+                                  self.epoch)
+        total = self.opt.epochs * self.iters_per_epoch
+        if self.opt.max_iters is not None:
+            total = min(total, self.opt.max_iters)
+        if self.budget is not None and self.budget.planned_iters is not None:
+            total = min(total, self.budget.planned_iters)
+        self.progress.total_iters = total
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One (possibly resumed, possibly truncated) epoch; returns the mean of each loss."""
-        self.index_sampler.set_epoch(epoch)
         skip = self.epoch_step
-        batches = list(self.batch_sampler)[skip:]
-        loader = DataLoader(
-            self.dataset, batch_sampler=batches, collate_fn=collate,
-            num_workers=self.opt.num_workers, worker_init_fn=ddp.worker_init_fn,
-            generator=ddp.loader_generator(self.opt.seed, self.ctx.rank, epoch),
-            pin_memory=self.ctx.device.type == "cuda")
         self.model.train()
         sums: dict[str, float] = {}
         steps = 0
-        bar = tqdm(total=self.iters_per_epoch, initial=skip, disable=not self.log.enabled,
-                   desc=f"epoch {epoch + 1}/{self.opt.epochs}", dynamic_ncols=True, leave=False)
-        tic, logged = time.perf_counter(), 0
-        for images, targets in loader:
+        self.progress.start_epoch(epoch, self.opt.epochs, self.iters_per_epoch, skip)
+        mark = time.perf_counter()
+        for images, targets in self.loader.epoch(epoch, skip):
+            data_time = time.perf_counter() - mark
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             values = self._step(images, targets, epoch)
             steps += 1
             self.epoch_step += 1
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}", lr=f"{lr:.3g}")
-            bar.update()
-            if self.iteration % self.opt.log_interval == 0:
-                toc = time.perf_counter()
+            record = self.progress.step(self.iteration, values, lr, data_time,
+                                        sums["loss"] / steps)
+            if record is not None:
                 self.log.record("train", self.iteration, {
-                    "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **values,
-                    "sec_per_iter": (toc - tic) / (steps - logged)})
-                tic, logged = toc, steps
-            if self._should_stop() and self.epoch_step < len(batches) + skip:
+                    "epoch": epoch + 1, "iteration": self.iteration, **record})
+            if steps == ESTIMATE_AFTER and self.epoch_step < self.iters_per_epoch:
+                self._plan_budget()  # a first plan within a long first epoch
+            if self._should_stop() and self.epoch_step < self.iters_per_epoch:
                 break
+            mark = time.perf_counter()
         else:
             self.epoch_step = 0
-        bar.close()
+        self.progress.end_epoch()
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def _step(self, images: list[torch.Tensor], targets: list[dict], epoch: int) -> dict[str, float]:
@@ -261,14 +296,21 @@ class Trainer:
                  completed: bool) -> None:
         parts = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "loss")
         lr = self.optimizer.param_groups[0]["lr"]
+        why = ("time budget" if self.budget is not None and self.budget.exhausted(self.iteration)
+               else "max_iters")
         self.log.info(f"epoch {epoch}/{self.opt.epochs} iter {self.iteration} "
                       f"loss {means.get('loss', float('nan')):.4f} ({parts}) lr {lr:.3g} "
-                      f"time {seconds:.1f}s" + ("" if completed else " (stopped: max_iters)"))
+                      f"time {seconds:.1f}s" + ("" if completed else f" (stopped: {why})"))
+        self.log.record("epoch", self.iteration, {"epoch": epoch, "iteration": self.iteration,
+                                                  **means, "lr": lr, "seconds": seconds,
+                                                  "completed": completed})
 
     def _validate(self) -> bool:
         """Evaluate, log the table and records; True if ``segm/AP`` is a new best."""
         assert self.evaluate is not None
+        start = time.perf_counter()
         metrics = self.evaluate(ddp.unwrap(self.model))
+        self.val_seconds = time.perf_counter() - start
         self.model.train()
         self.log.info(format_metrics_table(metrics))
         self.log.record("val", self.iteration, {"epoch": self.epoch, "iteration": self.iteration,
@@ -376,14 +418,20 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
         model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
 
         def evaluate(m: nn.Module) -> dict:
-            return evaluate_model(m, val_set, device=ctx.device, test_cfg=cfg.test,
-                                  distributed=ctx.distributed)
+            metrics, results = evaluate_model(m, val_set, device=ctx.device, test_cfg=cfg.test,
+                                              distributed=ctx.distributed, return_results=True)
+            if run_dir is not None and ctx.is_main:  # what the report draws
+                save_val_predictions(run_dir, results, ann_file=val_set.ann_file,
+                                     images_dir=val_set.images_dir, classes=val_set.classes)
+            return metrics
 
         options = LoopOptions(epochs=t.epochs, max_iters=t.max_iters, amp=t.amp,
                               clip_grad=t.clip_grad, val_interval=t.val_interval,
                               checkpoint_interval=t.checkpoint_interval,
                               log_interval=max(1, t.log_interval), seed=t.seed,
-                              num_workers=t.num_workers)
+                              num_workers=t.num_workers,
+                              time_budget=(parse_duration(t.time_budget)
+                                           if t.time_budget is not None else None))
         trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                           dataset=train_set, index_sampler=index_sampler,
                           batch_sampler=batch_sampler, ctx=ctx, log=log, options=options,
