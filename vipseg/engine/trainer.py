@@ -35,6 +35,7 @@ from vipseg.engine.checkpoint import (capture_rng_state, find_latest, load_check
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
 from vipseg.engine.optim import build_optimizer, build_scheduler
 from vipseg.engine.progress import Progress
+from vipseg.engine.report import write_report
 from vipseg.engine.run_dir import RunLog, new_run_dir
 from vipseg.engine.run_history import save_val_predictions, write_results_csv
 from vipseg.engine.time_budget import ESTIMATE_AFTER, TimeBudget
@@ -173,7 +174,7 @@ class Trainer:
         o = self.opt
         if self.budget is not None:
             self.budget.start(self.iteration)
-            self._plan_budget()
+        self._plan_budget()
         if self.epoch >= o.epochs or self._should_stop():
             self.log.info(f"nothing to do: already at epoch {self.epoch}, iteration "
                           f"{self.iteration}")
@@ -314,7 +315,7 @@ class Trainer:
         self.model.train()
         self.log.info(format_metrics_table(metrics))
         self.log.record("val", self.iteration, {"epoch": self.epoch, "iteration": self.iteration,
-                                                **metrics})
+                                                **metrics, "seconds": self.val_seconds})
         ap = metrics.get(BEST_KEY)
         new_best = ap is not None and (self.best_ap is None or ap > self.best_ap)
         if new_best:
@@ -439,6 +440,19 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
                           config_text=config_text)
         if state is not None:
             trainer.load_state_dict(state, ckpt_path)
-        return trainer.fit()
+        result = trainer.fit()
+        if ctx.is_main:
+            write_final_report(run_dir, log)
+        return result
     finally:
         log.close()
+
+
+def write_final_report(run_dir: Path, log: RunLog) -> None:
+    """``run_dir/report.html`` at the end of training (replacing an earlier session's). The
+    run's results are all saved by then, so a report that cannot be written is a warning."""
+    try:
+        log.info(f"report: {write_report([run_dir], force=True)}")
+    except Exception as e:  # noqa: BLE001 - the checkpoints and metrics are already safe
+        log.info(f"warning: report not written ({type(e).__name__}: {e}); "
+                 f"retry with: vipseg report {run_dir} --force")
