@@ -29,6 +29,7 @@ import numpy as np
 
 from vipseg.config import load_config
 from vipseg.data.dataset import read_image
+from vipseg.data.masks import decode, encode, segmentation_to_rle
 from vipseg.engine import report_plots as plots
 from vipseg.engine.error_analysis import (ERROR_TYPES, error_breakdown, per_image_ap,
                                           pr_curves, rank_images)
@@ -44,7 +45,7 @@ REPORT_HTML = "report.html"
 REPORT_FILES = "report"  # folder of the PNG files beside report.html
 N_IMAGES = 8
 DRAW_SCORE = 0.5  # predictions drawn in the image pairs
-PANEL_WIDTH = 420  # px of each side of an image pair
+PANEL_WIDTH = 300  # px of each side of an image pair
 
 
 @dataclass
@@ -159,17 +160,30 @@ def _kv_table(rows: dict[str, str]) -> str:
                                for k, v in rows.items()) + "</table>"
 
 
+def _rescaled(objects: list[dict], size: tuple[int, int]) -> list[dict]:
+    """COCO objects (RLE masks, xywh boxes) of one image, resized to ``size`` (w, h)."""
+    out = []
+    for o in objects:
+        mask = decode(o["segmentation"])
+        small = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        sx, sy = size[0] / mask.shape[1], size[1] / mask.shape[0]
+        x, y, w, h = o["bbox"]
+        out.append({**o, "segmentation": encode(small), "bbox": [x * sx, y * sy, w * sx, h * sy]})
+    return out
+
+
 def _pair(image: np.ndarray, preds: list[dict], gts: list[dict], classes: list[str],
           cat_label: dict[Any, int]) -> bytes:
-    """JPEG of predictions (left) beside ground truth (right), each PANEL_WIDTH wide."""
-    left = draw_predictions(image, preds, [cat_label[p["category_id"]] for p in preds], classes)
-    right = draw_predictions(image, gts, [cat_label[g["category_id"]] for g in gts], classes,
-                             show_scores=False)
+    """JPEG of predictions (left) beside ground truth (right), drawn PANEL_WIDTH wide (the
+    image and masks are resized first, so labels keep their size)."""
     h, w = image.shape[:2]
     size = (PANEL_WIDTH, max(1, round(h * PANEL_WIDTH / w)))
-    both = np.hstack([cv2.resize(left, size, interpolation=cv2.INTER_AREA),
-                      np.full((size[1], 6, 3), 255, np.uint8),
-                      cv2.resize(right, size, interpolation=cv2.INTER_AREA)])
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    preds, gts = _rescaled(preds, size), _rescaled(gts, size)
+    left = draw_predictions(small, preds, [cat_label[p["category_id"]] for p in preds], classes)
+    right = draw_predictions(small, gts, [cat_label[g["category_id"]] for g in gts], classes,
+                             show_scores=False)
+    both = np.hstack([left, np.full((size[1], 6, 3), 255, np.uint8), right])
     ok, jpg = cv2.imencode(".jpg", both, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise OutputError("cannot encode a report image as JPEG")
@@ -190,7 +204,9 @@ def image_pairs(run: RunData, gt: dict, ap: dict[Any, float]) -> str:
     gts: dict[Any, list[dict]] = {}
     for a in gt["annotations"]:
         if not a.get("iscrowd", 0):
-            gts.setdefault(a["image_id"], []).append({**a, "score": 1.0})
+            im = info[a["image_id"]]
+            rle = segmentation_to_rle(a["segmentation"], int(im["height"]), int(im["width"]))
+            gts.setdefault(a["image_id"], []).append({**a, "segmentation": rle, "score": 1.0})
     worst, best = rank_images(ap, N_IMAGES)
     parts = []
     for title, chosen in (("worst", worst), ("best", best)):

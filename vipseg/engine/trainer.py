@@ -33,6 +33,7 @@ from vipseg.engine import distributed as ddp
 from vipseg.engine.checkpoint import (capture_rng_state, find_latest, load_checkpoint,
                                       restore_rng_state, save_checkpoint)
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
+from vipseg.engine.inference import AMP_DTYPES
 from vipseg.engine.optim import build_optimizer, build_scheduler
 from vipseg.engine.progress import Progress
 from vipseg.engine.report import write_report
@@ -44,7 +45,6 @@ from vipseg.errors import ConfigError, DataError, TrainingError
 from vipseg.models.build import build_model
 from vipseg.utils.io import atomic_write_text
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BEST_KEY = "segm/AP"
 
 
