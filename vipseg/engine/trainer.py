@@ -5,11 +5,18 @@ folder) and runs a :class:`Trainer`. One process trains on its own; under
 ``torchrun --nproc_per_node=N -m vipseg train ...`` every process runs the same code on its
 shard of each epoch (``DistributedSampler``) and rank 0 alone writes the run folder.
 
+Batches come from one run-long :class:`~vipseg.engine.train_loader.TrainLoader` (persistent
+workers, a seed per sample); progress is a bar on a terminal and one line per ``log_interval``
+elsewhere (:mod:`vipseg.engine.progress`); ``train.time_budget`` re-plans the run's length
+(:mod:`vipseg.engine.time_budget`). Every validation writes its predictions and every epoch
+``results.csv`` (:mod:`vipseg.engine.run_history`); the end writes ``report.html``.
+
 Checkpoints (``last.pth`` after every epoch and when ``train.max_iters`` stops the run,
 ``best.pth`` at the best validation ``segm/AP``, ``epoch_K.pth`` every
 ``train.checkpoint_interval`` epochs) hold the model, optimizer, scheduler, grad scaler,
-``epoch`` (epochs completed), ``iteration`` (optimizer steps done), ``best_ap``, the RNG states
-of every rank and the merged config; see :mod:`vipseg.engine.checkpoint`.
+``epoch`` (epochs completed), ``iteration`` (optimizer steps done), ``best_ap``, the time
+budget's elapsed seconds and plan, the RNG states of every rank and the merged config; see
+:mod:`vipseg.engine.checkpoint`.
 """
 
 from __future__ import annotations
