@@ -44,10 +44,11 @@ def val_ap(cfg, checkpoint: Path, device: str) -> dict[str, float]:
     from vipseg.data.build import build_dataset
     from vipseg.engine.evaluation import evaluate_model
     from vipseg.engine.inference import load_model
+    from vipseg.engine.predict import predict_options
 
     model = load_model(cfg, checkpoint, device)
     metrics = evaluate_model(model, build_dataset(cfg, "val", train=False), device=device,
-                             test_cfg=cfg.test)
+                             options=predict_options(cfg, device))
     return {"AP": metrics["segm/AP"], "AP50": metrics["segm/AP50"]}
 
 

@@ -120,8 +120,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(shapes, tmp_pa
 def test_best_checkpoint_keeps_the_best_validation(shapes, tmp_path, monkeypatch):
     aps = iter([0.3, 0.5, 0.2])  # validations after epochs 1, 2, 3: the best is epoch 2
 
-    def fake_evaluate(model, dataset, **kwargs):
-        return {"segm/AP": next(aps), "bbox/AP": 0.0}
+    def fake_evaluate(model, dataset, return_results=False, **kwargs):
+        metrics = {"segm/AP": next(aps), "bbox/AP": 0.0}
+        return (metrics, []) if return_results else metrics
 
     monkeypatch.setattr("vipseg.engine.trainer.evaluate_model", fake_evaluate)
     cfg = tiny_cfg(shapes, "train.epochs=3", "train.batch_size=4", "train.val_interval=1",

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from vipseg import __version__
-from vipseg.cli import data, swa, test, train
+from vipseg.cli import data, report, swa, test, train
 from vipseg.errors import VipsegError
 
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vipseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, swa, test):
+    for module in (data, train, swa, test, report):
         module.register(sub, _Formatter)
     return parser
 

@@ -12,8 +12,9 @@ DESCRIPTION = """\
 Train the model of CONFIG from scratch. Outputs go to WORK_DIR/NAME/exp_<timestamp>/
 (a new folder every run, never overwritten): config.yaml (merged config), log.txt,
 metrics.jsonl (one JSON per logged iteration and validation), TensorBoard events,
-last.pth, best.pth (best val segm/AP) and epoch_K.pth (every train.checkpoint_interval
-epochs). --resume continues a run in its own folder (config.yaml is kept; the resumed
+last.pth, best.pth (best val segm/AP), epoch_K.pth (every train.checkpoint_interval
+epochs), results.csv (one row per epoch), val_predictions.segm.json (the last validation's
+predictions) and report.html (see `vipseg report`). --resume continues a run in its own folder (config.yaml is kept; the resumed
 session's config goes to config_resume_<iteration>.yaml).
 
 Distributed: torchrun --nproc_per_node=N -m vipseg train CONFIG NAME ...
@@ -22,6 +23,7 @@ Distributed: torchrun --nproc_per_node=N -m vipseg train CONFIG NAME ...
 examples:
   vipseg train configs/exp/mask_rcnn/tiny_cpu.yaml tiny --data-root data/demo
   vipseg train CONFIG NAME train.epochs=24 optimizer.lr=0.01
+  vipseg train CONFIG NAME --time-budget 10m       # schedule compressed to 10 minutes
   vipseg train CONFIG NAME --resume                 # newest last.pth under output/NAME/
   vipseg train CONFIG NAME --resume output/NAME/exp_20260101_120000/last.pth
   vipseg train CONFIG NAME --init-from other/best.pth   # warm start: model weights only
@@ -44,6 +46,9 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                         metavar="CKPT",
                         help="resume from CKPT, or without a value from the newest last.pth "
                         "under WORK_DIR/NAME/; the run continues in the checkpoint's folder")
+    parser.add_argument("--time-budget", metavar="DURATION", default=argparse.SUPPRESS,
+                        help="stop at this wall-clock budget (600, 90s, 10m, 1h30m) with the "
+                        "LR schedule compressed to fit; same as train.time_budget=DURATION")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=argparse.SUPPRESS,
                         help="device (default: cuda if available, else cpu)")
     parser.add_argument("--init-from", metavar="CKPT", default=argparse.SUPPRESS,
@@ -63,6 +68,8 @@ def run_train(args: argparse.Namespace) -> int:
     if resume not in (None, RESUME_LATEST) and "=" in resume and not Path(resume).exists():
         overrides.insert(0, resume)
         resume = RESUME_LATEST
+    if hasattr(args, "time_budget"):
+        overrides.append(f"train.time_budget={args.time_budget}")
     cfg = load_config(args.config, overrides)
     if hasattr(args, "init_from"):  # recorded in config.yaml as train.init_from
         cfg = replace(cfg, train=replace(cfg.train, init_from=args.init_from))

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
+from vipseg.config.duration import parse_duration
 from vipseg.errors import ConfigError
 
 Norm = Literal["BN", "SyncBN", "GN", "FrozenBN", "none"]
@@ -479,6 +480,17 @@ class TrainConfig:
     init_from: Optional[str] = None  # checkpoint whose model weights start the run (warm start)
     init_strict: bool = False  # true: any weight of init_from that does not fit is an error
     ema: EmaConfig = field(default_factory=EmaConfig)
+    # Wall-clock budget of the training loop (seconds, or "90s", "10m", "1h30m"): the LR
+    # schedule is compressed to the iterations that fit, measured as the run goes.
+    time_budget: Optional[Union[float, str]] = None
+
+    def validate(self) -> None:
+        """Check ``train.time_budget`` parses as a duration > 0."""
+        if self.time_budget is not None:
+            try:
+                parse_duration(self.time_budget)
+            except ValueError as e:
+                raise ConfigError(f"train.time_budget: {e}") from None
 
 
 @dataclass

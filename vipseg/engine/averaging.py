@@ -35,6 +35,7 @@ from vipseg.engine import distributed as ddp
 from vipseg.engine.checkpoint import (checkpoint_weights, load_checkpoint, load_weights,
                                       save_checkpoint)
 from vipseg.engine.evaluation import evaluate_model
+from vipseg.engine.predict import predict_options
 from vipseg.engine.trainer import BEST_KEY, batch_to_device, build_batch_sampler
 from vipseg.errors import DataError
 from vipseg.models.build import build_model
@@ -319,7 +320,7 @@ def average_to_file(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                 weights = refreshed(bn_model, weights, "soup candidate")
             load_weights(model, weights, "soup candidate")
             return evaluate_model(model, val_set, device=device,
-                                  test_cfg=soup_cfg.test)[BEST_KEY]
+                                  options=predict_options(soup_cfg, device))[BEST_KEY]
 
         state = greedy_soup(paths, score, log)
         log(f"greedy soup of {len(state['averaged_from'])}/{len(paths)} checkpoints: "

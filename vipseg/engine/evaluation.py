@@ -168,10 +168,11 @@ def coco_metrics(gt: str | Path | dict, results: list[dict], *, protocol: str = 
 
 def evaluate_model(model: torch.nn.Module, dataset: Any, *, device: str | torch.device,
                    options: PredictOptions, protocol: str = "coco",
-                   distributed: bool = False) -> dict[str, float]:
+                   distributed: bool = False, return_results: bool = False) -> Any:
     """Predict ``dataset`` (a labelled ``CocoInstanceDataset`` with the evaluation transform)
     through the one prediction path with ``options`` (``predict_options(cfg, device)``, as
     ``vipseg test`` builds them) and score it against its annotation file.
+    Returns the metrics dict, or ``(metrics, COCO results)`` with ``return_results``.
 
     Under DDP every rank predicts its shard, rank 0 scores and every rank returns the dict.
     """
@@ -184,7 +185,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, device: str | torch.
                               class_names=dataset.classes)
     if dist:
         torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+    return (box[0], results) if return_results else box[0]
 
 
 def format_metrics_table(metrics: dict[str, float]) -> str:

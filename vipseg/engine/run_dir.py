@@ -66,11 +66,13 @@ class RunLog:
         """True on the process that writes (rank 0)."""
         return self.run_dir is not None
 
-    def info(self, message: str) -> None:
-        """Print ``message`` (without breaking a progress bar) and append it to log.txt."""
+    def info(self, message: str, echo: bool = True) -> None:
+        """Print ``message`` (without breaking a progress bar; not when ``echo`` is false)
+        and append it to log.txt."""
         if self._log is None:
             return
-        tqdm.write(message, file=sys.stdout)
+        if echo:
+            tqdm.write(message, file=sys.stdout)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         for line in message.splitlines() or [""]:
             self._log.write(f"{stamp} {line}\n")

@@ -5,11 +5,18 @@ folder) and runs a :class:`Trainer`. One process trains on its own; under
 ``torchrun --nproc_per_node=N -m vipseg train ...`` every process runs the same code on its
 shard of each epoch (``DistributedSampler``) and rank 0 alone writes the run folder.
 
+Batches come from one run-long :class:`~vipseg.engine.train_loader.TrainLoader` (persistent
+workers, a seed per sample); progress is a bar on a terminal and one line per ``log_interval``
+elsewhere (:mod:`vipseg.engine.progress`); ``train.time_budget`` re-plans the run's length
+(:mod:`vipseg.engine.time_budget`). Every validation writes its predictions and every epoch
+``results.csv`` (:mod:`vipseg.engine.run_history`); the end writes ``report.html``.
+
 Checkpoints (``last.pth`` after every epoch and when ``train.max_iters`` stops the run,
 ``best.pth`` at the best validation ``segm/AP``, ``epoch_K.pth`` every
 ``train.checkpoint_interval`` epochs) hold the model, optimizer, scheduler, grad scaler,
-``epoch`` (epochs completed), ``iteration`` (optimizer steps done), ``best_ap``, the RNG states
-of every rank and the merged config; see :mod:`vipseg.engine.checkpoint`.
+``epoch`` (epochs completed), ``iteration`` (optimizer steps done), ``best_ap``, the time
+budget's elapsed seconds and plan, the RNG states of every rank and the merged config; see
+:mod:`vipseg.engine.checkpoint`.
 
 A run may start from trained weights (``train.init_from``, model weights only) and carry
 :class:`TrainHook` objects that act after steps and epochs, choose the model validation scores
@@ -28,13 +35,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
-from tqdm import tqdm
+from torch.utils.data import BatchSampler, Dataset, DistributedSampler, Sampler
 
 from vipseg.config import Config, dump_config
 from vipseg.config.schema import TrainConfig
+from vipseg.config.duration import parse_duration
 from vipseg.data.build import build_dataset
-from vipseg.data.dataset import collate
 from vipseg.data.samplers import GroupedBatchSampler, aspect_groups
 from vipseg.engine import distributed as ddp
 from vipseg.engine.checkpoint import (capture_rng_state, checkpoint_weights, find_latest,
@@ -43,14 +49,19 @@ from vipseg.engine.checkpoint import (capture_rng_state, checkpoint_weights, fin
 from vipseg.engine.ema import EmaHook
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
 from vipseg.engine.hooks import TrainHook
+from vipseg.engine.inference import AMP_DTYPES
 from vipseg.engine.optim import build_optimizer, build_scheduler
 from vipseg.engine.predict import predict_options
+from vipseg.engine.progress import Progress
+from vipseg.engine.report import write_report
 from vipseg.engine.run_dir import RunLog, new_run_dir
+from vipseg.engine.run_history import save_val_predictions, write_results_csv
+from vipseg.engine.time_budget import ESTIMATE_AFTER, TimeBudget
+from vipseg.engine.train_loader import TrainLoader
 from vipseg.errors import ConfigError, DataError, TrainingError
 from vipseg.models.build import build_model
 from vipseg.utils.io import atomic_write_text
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BEST_KEY = "segm/AP"
 
 
@@ -91,7 +102,8 @@ class Trainer:
                  save_best: bool = True) -> None:
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.dataset, self.index_sampler, self.batch_sampler = dataset, index_sampler, batch_sampler
-        self.ctx, self.log, self.opt = ctx, log, options
+        # A copy: the time budget may shorten ``epochs`` without touching the config.
+        self.ctx, self.log, self.opt = ctx, log, replace(options)
         self.evaluate, self.config_text = evaluate, config_text
         self.hooks, self.save_best = list(hooks), save_best
         self.iters_per_epoch = len(batch_sampler)  # type: ignore[arg-type]
@@ -101,6 +113,14 @@ class Trainer:
         self.best_ap: float | None = None
         self.last_good: Path | None = None
         self.val_metrics: dict[str, float] = {}
+        self.loader = TrainLoader(dataset, batch_sampler, index_sampler,
+                                  num_workers=options.num_workers, seed=options.seed,
+                                  rank=ctx.rank, pin_memory=ctx.device.type == "cuda")
+        self.progress = Progress(log, ctx.device, options.log_interval)
+        self.budget = (TimeBudget(parse_duration(options.time_budget), scheduler,
+                                  options.epochs * self.iters_per_epoch)
+                       if options.time_budget else None)
+        self.val_seconds = 0.0  # duration of the last validation
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -114,6 +134,7 @@ class Trainer:
             "iteration": self.iteration,
             "epoch_step": self.epoch_step,
             "best_ap": self.best_ap,
+            "time_budget": self.budget.state_dict() if self.budget else None,
             "rng": ddp.all_gather_objects(capture_rng_state(), self.ctx),
             "config": self.config_text,
         }
@@ -139,6 +160,8 @@ class Trainer:
         self.epoch_step = int(state.get("epoch_step", 0))
         self.best_ap = state.get("best_ap")
         self.last_good = source
+        if self.budget is not None:
+            self.budget.load_state_dict(state.get("time_budget"))
         rng = state.get("rng") or []
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
@@ -161,6 +184,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``epochs`` are done or ``max_iters`` steps; returns the result."""
         o = self.opt
+        if self.budget is not None:
+            self.budget.start(self.iteration)
+        self._plan_budget()
         if self.epoch >= o.epochs or self._should_stop():
             self.log.info(f"nothing to do: already at epoch {self.epoch}, iteration "
                           f"{self.iteration}")
@@ -176,6 +202,7 @@ class Trainer:
                 self.epoch += 1
                 for hook in self.hooks:
                     hook.after_epoch(self)
+            self._plan_budget()
             final = self.epoch >= o.epochs or self._should_stop()
             self._summary(self.epoch if completed else self.epoch + 1, means,
                           time.perf_counter() - start, completed)
@@ -187,48 +214,64 @@ class Trainer:
             if completed and o.checkpoint_interval > 0 and self.epoch % o.checkpoint_interval == 0:
                 names.append(f"epoch_{self.epoch}.pth")
             self._save(names)
+            if self.log.run_dir is not None:
+                write_results_csv(self.log.run_dir)
+        self.loader.close()
         return TrainResult(self.log.run_dir, self.epoch, self.iteration, self.best_ap,
                            self.val_metrics)
 
     def _should_stop(self) -> bool:
+        # Under DDP rank 0's clock decides, so that every rank stops at the same iteration.
+        if self.budget is not None and ddp.broadcast_object(
+                self.budget.exhausted(self.iteration), self.ctx):
+            return True
         return self.opt.max_iters is not None and self.iteration >= self.opt.max_iters
+
+    def _plan_budget(self) -> None:
+        """Re-plan the run under ``train.time_budget`` (see :mod:`vipseg.engine.time_budget`):
+        the schedule's length, the number of epochs and the progress total follow the plan."""
+        planned = (ddp.broadcast_object(self.budget.plan(self.iteration, self.val_seconds),
+                                        self.ctx) if self.budget is not None else None)
+        if self.budget is not None and planned:  # rank 0's plan on every rank
+            self.budget.set_plan(planned)
+            self.opt.epochs = max(self.budget.planned_epochs(self.iters_per_epoch) or 1,
+                                  self.epoch)
+        total = self.opt.epochs * self.iters_per_epoch
+        if self.opt.max_iters is not None:
+            total = min(total, self.opt.max_iters)
+        if self.budget is not None and self.budget.planned_iters is not None:
+            total = min(total, self.budget.planned_iters)
+        self.progress.total_iters = total
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One (possibly resumed, possibly truncated) epoch; returns the mean of each loss."""
-        self.index_sampler.set_epoch(epoch)
         skip = self.epoch_step
-        batches = list(self.batch_sampler)[skip:]
-        loader = DataLoader(
-            self.dataset, batch_sampler=batches, collate_fn=collate,
-            num_workers=self.opt.num_workers, worker_init_fn=ddp.worker_init_fn,
-            generator=ddp.loader_generator(self.opt.seed, self.ctx.rank, epoch),
-            pin_memory=self.ctx.device.type == "cuda")
         self.model.train()
         sums: dict[str, float] = {}
         steps = 0
-        bar = tqdm(total=self.iters_per_epoch, initial=skip, disable=not self.log.enabled,
-                   desc=f"epoch {epoch + 1}/{self.opt.epochs}", dynamic_ncols=True, leave=False)
-        tic, logged = time.perf_counter(), 0
-        for images, targets in loader:
+        self.progress.start_epoch(epoch, self.opt.epochs, self.iters_per_epoch, skip)
+        mark = time.perf_counter()
+        for images, targets in self.loader.epoch(epoch, skip):
+            data_time = time.perf_counter() - mark
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             values = self._step(images, targets, epoch)
             steps += 1
             self.epoch_step += 1
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}", lr=f"{lr:.3g}")
-            bar.update()
-            if self.iteration % max(1, self.opt.log_interval) == 0:
-                toc = time.perf_counter()
+            record = self.progress.step(self.iteration, values, lr, data_time,
+                                        sums["loss"] / steps)
+            if record is not None:
                 self.log.record("train", self.iteration, {
-                    "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **values,
-                    "sec_per_iter": (toc - tic) / (steps - logged)})
-                tic, logged = toc, steps
-            if self._should_stop() and self.epoch_step < len(batches) + skip:
+                    "epoch": epoch + 1, "iteration": self.iteration, **record})
+            if steps == ESTIMATE_AFTER and self.epoch_step < self.iters_per_epoch:
+                self._plan_budget()  # a first plan within a long first epoch
+            if self._should_stop() and self.epoch_step < self.iters_per_epoch:
                 break
+            mark = time.perf_counter()
         else:
             self.epoch_step = 0
-        bar.close()
+        self.progress.end_epoch()
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     def _step(self, images: list[torch.Tensor], targets: list[dict], epoch: int) -> dict[str, float]:
@@ -268,19 +311,26 @@ class Trainer:
                  completed: bool) -> None:
         parts = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "loss")
         lr = self.optimizer.param_groups[0]["lr"]
+        why = ("time budget" if self.budget is not None and self.budget.exhausted(self.iteration)
+               else "max_iters")
         self.log.info(f"epoch {epoch}/{self.opt.epochs} iter {self.iteration} "
                       f"loss {means.get('loss', float('nan')):.4f} ({parts}) lr {lr:.3g} "
-                      f"time {seconds:.1f}s" + ("" if completed else " (stopped: max_iters)"))
+                      f"time {seconds:.1f}s" + ("" if completed else f" (stopped: {why})"))
+        self.log.record("epoch", self.iteration, {"epoch": epoch, "iteration": self.iteration,
+                                                  **means, "lr": lr, "seconds": seconds,
+                                                  "completed": completed})
 
     def _validate(self) -> bool:
         """Evaluate, log the table and records; True if ``segm/AP`` is a new best."""
         assert self.evaluate is not None
+        start = time.perf_counter()
         chosen = [m for m in (h.eval_model(self) for h in self.hooks) if m is not None]
         metrics = self.evaluate(chosen[-1] if chosen else ddp.unwrap(self.model))
+        self.val_seconds = time.perf_counter() - start
         self.model.train()
         self.log.info(format_metrics_table(metrics))
         self.log.record("val", self.iteration, {"epoch": self.epoch, "iteration": self.iteration,
-                                                **metrics})
+                                                **metrics, "seconds": self.val_seconds})
         ap = metrics.get(BEST_KEY)
         new_best = ap is not None and (self.best_ap is None or ap > self.best_ap)
         if new_best:
@@ -426,8 +476,13 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
         val_options = predict_options(cfg, ctx.device)  # exactly what `vipseg test` uses
 
         def evaluate(m: nn.Module) -> dict:
-            return evaluate_model(m, val_set, device=ctx.device, options=val_options,
-                                  distributed=ctx.distributed)
+            metrics, results = evaluate_model(m, val_set, device=ctx.device,
+                                              options=val_options, distributed=ctx.distributed,
+                                              return_results=True)
+            if run_dir is not None and ctx.is_main:  # what the report draws
+                save_val_predictions(run_dir, results, ann_file=val_set.ann_file,
+                                     images_dir=val_set.images_dir, classes=val_set.classes)
+            return metrics
 
         trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                           dataset=train_set, index_sampler=index_sampler,
@@ -436,6 +491,19 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
                           config_text=config_text, hooks=hooks, save_best=stage.save_best)
         if state is not None:
             trainer.load_state_dict(state, ckpt_path)
-        return trainer.fit()
+        result = trainer.fit()
+        if ctx.is_main:
+            write_final_report(run_dir, log)
+        return result
     finally:
         log.close()
+
+
+def write_final_report(run_dir: Path, log: RunLog) -> None:
+    """``run_dir/report.html`` at the end of training (replacing an earlier session's). The
+    run's results are all saved by then, so a report that cannot be written is a warning."""
+    try:
+        log.info(f"report: {write_report([run_dir], force=True)}")
+    except Exception as e:  # noqa: BLE001 - the checkpoints and metrics are already safe
+        log.info(f"warning: report not written ({type(e).__name__}: {e}); "
+                 f"retry with: vipseg report {run_dir} --force")

@@ -69,9 +69,11 @@ def list_images(path: str | Path) -> tuple[list[Path], list[str]]:
 
 
 def draw_predictions(image: np.ndarray, predictions: Sequence[dict], labels: Sequence[int],
-                     classes: Sequence[str], alpha: float = 0.5) -> np.ndarray:
+                     classes: Sequence[str], alpha: float = 0.5,
+                     show_scores: bool = True) -> np.ndarray:
     """Overlay of COCO ``predictions`` (RLE masks, xywh boxes, scores; ``labels`` their class
-    indices) on an RGB uint8 [H, W, 3] image; returns a BGR uint8 image for ``cv2``."""
+    indices) on an RGB uint8 [H, W, 3] image; returns a BGR uint8 image for ``cv2``.
+    ``show_scores=False`` labels boxes with the class alone (ground truth)."""
     out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     order = np.argsort([p["score"] for p in predictions], kind="stable")  # best drawn last
     for i in order:
@@ -81,7 +83,7 @@ def draw_predictions(image: np.ndarray, predictions: Sequence[dict], labels: Seq
         x, y, w, h = (int(round(v)) for v in pred["bbox"])
         c = tuple(int(v) for v in colour)
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), c, 2)
-        text = f"{classes[labels[i]]} {pred['score']:.2f}"
+        text = f"{classes[labels[i]]} {pred['score']:.2f}" if show_scores else classes[labels[i]]
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         ty = max(y, th + base)
         cv2.rectangle(out, (x, ty - th - base), (x + tw, ty), c, -1)
