@@ -68,9 +68,10 @@ def test_ema_resume_gives_the_weights_of_an_uninterrupted_run(shapes, tmp_path):
 def test_validation_and_best_checkpoint_use_the_ema_weights(shapes, tmp_path, monkeypatch):
     seen: list[dict[str, torch.Tensor]] = []
 
-    def fake_evaluate(model, dataset, **kwargs):
+    def fake_evaluate(model, dataset, return_results=False, **kwargs):
         seen.append({k: v.clone() for k, v in model.state_dict().items()})
-        return {"segm/AP": [0.2, 0.6, 0.4][len(seen) - 1]}
+        metrics = {"segm/AP": [0.2, 0.6, 0.4][len(seen) - 1]}
+        return (metrics, []) if return_results else metrics
 
     monkeypatch.setattr("vipseg.engine.trainer.evaluate_model", fake_evaluate)
     result = train(cfg_for(shapes, "train.epochs=3", "train.val_interval=1"), "best",

@@ -30,9 +30,10 @@ def test_validation_during_training_uses_the_test_options(shapes, tmp_path,  # n
                                                           monkeypatch):
     seen = []
 
-    def fake_evaluate(model, dataset, **kwargs):
+    def fake_evaluate(model, dataset, return_results=False, **kwargs):
         seen.append(kwargs["options"])
-        return {"segm/AP": 0.1, "bbox/AP": 0.0}
+        metrics = {"segm/AP": 0.1, "bbox/AP": 0.0}
+        return (metrics, []) if return_results else metrics
 
     monkeypatch.setattr("vipseg.engine.trainer.evaluate_model", fake_evaluate)
     cfg = tiny_cfg(shapes, "train.epochs=1", "train.batch_size=4", "train.val_interval=1",

@@ -58,9 +58,10 @@ def test_swa_stage_writes_its_files_and_swa_pth_is_the_mean_of_its_updates(shape
     updates: list[dict[str, torch.Tensor]] = []
     validated: list[dict[str, torch.Tensor]] = []
 
-    def fake_evaluate(model, dataset, **kwargs):
+    def fake_evaluate(model, dataset, return_results=False, **kwargs):
         validated.append({k: v.clone() for k, v in model.state_dict().items()})
-        return {"segm/AP": 0.25}
+        metrics = {"segm/AP": 0.25}
+        return (metrics, []) if return_results else metrics
 
     monkeypatch.setattr("vipseg.engine.trainer.evaluate_model", fake_evaluate)
 
