@@ -58,10 +58,11 @@ def test_flip_only_tta_on_a_flip_equivariant_model_is_plain_testing(shapes):
     dataset, model = make_dataset(shapes), StageDetector()
     plain = predict_dataset(model, dataset, device="cpu", progress=False)
     flips = (View(SCALE), View(SCALE, flip=True))
-    for mask_merge in ("average", "select"):
-        options = PredictOptions(views=flips, merge=MergeOptions(mask_merge=mask_merge))
+    for merge, mask_merge in (("nms", "average"), ("nms", "select"), ("wbf", "average")):
+        options = PredictOptions(views=flips, merge=MergeOptions(merge=merge,
+                                                                 mask_merge=mask_merge))
         tta = predict_dataset(model, dataset, device="cpu", options=options, progress=False)
-        assert_same_results(plain, tta, exact=False)
+        assert_same_results(plain, tta, exact=False)  # wbf: (s + s) / 2 views = s
     # and at the tensor level, before pasting: the averaged soft masks are the plain ones
     image, _ = make_dataset(shapes, scale=(160, 128))[0]
     out = MultiViewPredictor([Member(model, (View(1.0), View(1.0, True)))],

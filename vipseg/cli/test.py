@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                    help="COCO result lists (.json) or submission zips, at least two")
     p.add_argument("--out", metavar="PRED.json", required=True, help="fused result file")
     p.add_argument("--weights", nargs="+", type=float, default=None, metavar="W",
-                   help="one weight per file (default all 1)")
+                   help="one weight per file; none: all 1")
     p.add_argument("--iou", type=float, default=0.5,
                    help="mask IoU above which predictions of different files are fused")
     p.add_argument("--force", action="store_true", help="replace an existing output file")

@@ -18,7 +18,7 @@ every prediction of an image take part, whatever their category. Per image:
 
 Ground-truth masks are taken as given (the reference sums overlapping ground-truth masks into
 one id map; the challenge's annotations do not overlap). Memory: one image's predictions are
-decoded one at a time, and only over the window of the parts that are scored (``decode_crop``).
+decoded one at a time, and only inside the box of each scored instance (``decode_crop``).
 """
 
 from __future__ import annotations
@@ -121,33 +121,28 @@ def image_totals(gt_segms: Sequence[dict], preds: Sequence[dict]) -> OcclusionTo
 
 
 def _part_rewards(scored: list, prle: list[dict], scores: np.ndarray) -> float:
-    """Sum over scored part pixels inside the matched prediction of s_match / S(pixel)."""
-    y0 = min(o[0] for _, o, _ in scored)
-    x0 = min(o[1] for _, o, _ in scored)
-    y1 = max(o[0] + p[0].shape[0] for _, o, p in scored)
-    x1 = max(o[1] + p[0].shape[1] for _, o, p in scored)
-    region = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    for _, (oy, ox), parts in scored:
-        for p in parts:
-            region[oy - y0:oy - y0 + p.shape[0], ox - x0:ox - x0 + p.shape[1]] |= p
+    """Sum over scored part pixels inside the matched prediction of s_match / S(pixel), S the
+    sum of the scores of all predictions covering the pixel; each instance is handled inside
+    its own box, decoding only the predictions whose boxes reach into it."""
     boxes = mask_utils.toBbox(prle)
-    total = np.zeros(region.shape, dtype=np.float64)  # sum of scores covering each pixel
-    inside: dict[int, np.ndarray] = {}  # matched prediction -> its mask over the region
-    wanted = {k for k, _, _ in scored}
-    for k, (bx, by, bw, bh) in enumerate(boxes):
-        if bx >= x1 or by >= y1 or bx + bw <= x0 or by + bh <= y0:
-            continue
-        m = decode_crop(prle[k], (x0, y0, x1, y1)).astype(bool) & region
-        total[m] += scores[k]
-        if k in wanted:
-            inside[k] = m
     reward = 0.0
-    for k, (oy, ox), parts in scored:
+    for k, (y0, x0), parts in scored:
+        h, w = parts[0].shape
+        window = (x0, y0, x0 + w, y0 + h)
+        region = np.logical_or.reduce(parts)
+        total = np.zeros((h, w), dtype=np.float64)  # S over the window
+        matched = None
+        for j, (bx, by, bw, bh) in enumerate(boxes):
+            if bx >= x0 + w or by >= y0 + h or bx + bw <= x0 or by + bh <= y0:
+                continue
+            m = decode_crop(prle[j], window).astype(bool) & region
+            total[m] += scores[j]
+            if j == k:
+                matched = m
+        if matched is None:
+            continue
         for p in parts:
-            sub = np.zeros(region.shape, dtype=bool)
-            sub[oy - y0:oy - y0 + p.shape[0], ox - x0:ox - x0 + p.shape[1]] = p
-            hit = sub & inside.get(k, np.zeros_like(sub))
-            denom = total[hit]
+            denom = total[p & matched]
             reward += float(np.sum(np.divide(scores[k], denom, out=np.zeros_like(denom),
                                              where=denom > 0)))
     return reward
