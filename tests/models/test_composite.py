@@ -16,7 +16,7 @@ from vipseg.config.loader import load_config
 from vipseg.config.schema import ModelConfig, NeckConfig
 from vipseg.errors import ConfigError
 from vipseg.models.backbones.composite import CompositeBackbone
-from vipseg.models.build import build_model
+from vipseg.models.build import FAMILIES, build_model
 from vipseg.models.features import build_backbone, build_features
 
 pytestmark = pytest.mark.usefixtures("no_downloads")
@@ -102,6 +102,21 @@ def test_training_step_reaches_both_branches(tiny_cfg, shapes_batch, case):
     # The zero-initialised norms of the projections learn from step 0.
     gammas = [proj[-1].weight.grad for row in body.compositions[0].proj for proj in row]
     assert all(g is not None for g in gammas) and any(g.abs().sum() > 0 for g in gammas)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_gets_assisting_losses(tiny_cfg, shapes_batch, family):
+    """Configured, not coded per family: each loss of the family has its ``aux0_`` twin."""
+    tiny_cfg.model.family = family
+    if family == "htc":
+        tiny_cfg.model.semantic.enabled = True
+        tiny_cfg.model.mask_iou.enabled = True
+    with_backbone(tiny_cfg, "convnext_t", composite=True)
+    torch.manual_seed(0)
+    losses = build_model(tiny_cfg).train()(*shapes_batch)
+    aux = {k.removeprefix("aux0_") for k in losses if k.startswith("aux0_")}
+    assert aux and aux == {k for k in losses if not k.startswith("aux0_")}, sorted(losses)
+    assert all(math.isfinite(v.item()) for v in losses.values())
 
 
 def test_assisting_losses_are_weighted(tiny_cfg, shapes_batch):
