@@ -2,11 +2,15 @@
 activation checkpointing (``model.backbone.checkpointing``), side by side, ratios printed.
 
 Each configuration runs in its own subprocess, so that CPU peak RSS (``ru_maxrss``) is that
-configuration's alone. One step = forward, backward and an AdamW update on one synthetic
-image of ``--size`` (default 1760x1280, the challenge's crop) with a few objects. On CUDA the
-step runs under AMP bf16 (as ``train.amp: bf16``) after one warm-up step and the figure is
-``torch.cuda.max_memory_allocated``; on CPU it is fp32, the first step is timed, and peak RSS
-includes the model and optimizer (also reported alone as "before step").
+configuration's alone. The input is one synthetic image of ``--size`` (default 1760x1280, the
+challenge's crop) with a few objects.
+
+- CUDA: AMP bf16 (as ``train.amp: bf16``); one warm-up step (forward, backward, AdamW update),
+  then one measured step; ``torch.cuda.max_memory_allocated`` over that step, so it includes
+  the weights, gradients and AdamW state: what a GPU must hold.
+- CPU: fp32; one forward + backward (no optimizer update: AdamW's state, 2x the weights, is
+  allocated at the update and would hide the activations in the RSS peak); peak RSS includes
+  the weights and gradients (the RSS before the step is reported beside it).
 
     PYTHONPATH=. python benchmarks/backbone_memory.py                  # 1760x1280, CUDA if any
     PYTHONPATH=. python benchmarks/backbone_memory.py --size 704 512   # reduced size, CPU
@@ -61,21 +65,22 @@ def child(name: str, checkpointing: bool, width: int, height: int, threads: int)
     image, target = synthetic_sample(width, height)
     images, targets = [image.to(device)], [{k: v.to(device) for k, v in target.items()}]
 
-    def step() -> float:
+    def step(update: bool) -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             loss = sum(model(images, targets).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        if update:
+            opt.step()
         return float(loss)
 
     if cuda:
-        step()  # warm-up: cuDNN/cuBLAS workspaces and optimizer state
+        step(update=True)  # warm-up: cuDNN/cuBLAS workspaces and optimizer state
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
     start = time.perf_counter()
-    loss = step()
+    loss = step(update=cuda)
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -120,7 +125,7 @@ def main() -> None:
                   + f"  step {r['seconds']:7.1f} s  loss {r['loss']:.3f}  "
                   f"params {r['params_m']:.1f} M  [{r['device']}]", flush=True)
     kind = "CUDA max_memory_allocated, AMP bf16" if rows[0]["device"] == "cuda" else \
-        "CPU peak RSS, fp32"
+        "CPU peak RSS of one forward + backward, fp32"
     print(f"\n{width}x{height} batch 1, {kind}")
     by = {(r["name"], r["checkpointing"]): r for r in rows}
     for name in args.models:

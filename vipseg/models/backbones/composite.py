@@ -133,7 +133,6 @@ class CompositeBackbone(nn.Module):
         outs = [self.nets[0].run_stages(start)]
         for k in range(1, len(self.nets)):
             outs.append(self.run_composed(k, start, outs[-1]))
-        dicts = [net.select(o) for net, o in zip(self.nets, outs)]
         if not self.training:
-            return dicts[-1]
-        return dicts[::-1]
+            return self.nets[-1].select(outs[-1])
+        return [net.select(o) for net, o in zip(self.nets[::-1], outs[::-1])]
