@@ -32,9 +32,6 @@ from vipseg.models.necks.fpn import FPN
 from vipseg.models.necks.hrfpn import HRFPN
 from vipseg.models.norms import norm_factory
 
-Pyramid = "OrderedDict[str, torch.Tensor]"
-
-
 def _plain_backbone(cfg: BackboneConfig, *, staged: bool) -> nn.Module:
     """One copy of the network of ``cfg``; ``staged`` forces a stem + stages network (and
     names the key that needs it when the model cannot be split)."""
@@ -108,7 +105,8 @@ class Features(nn.Module):
         self.num_levels: int = neck.num_levels
         self.aux_weights = tuple(aux_weights)
 
-    def forward(self, x: torch.Tensor) -> Union[Pyramid, list[Pyramid]]:
+    def forward(self, x: torch.Tensor) -> Union["OrderedDict[str, torch.Tensor]",
+                                              list["OrderedDict[str, torch.Tensor]"]]:
         feats = self.body(x)
         if isinstance(feats, list):
             return [self.neck(f) for f in feats]

@@ -52,7 +52,8 @@ class HRFPN(nn.Module):
         self.level_names = [str(k) for k in range(NUM_LEVELS - 1)]
         self.num_levels = NUM_LEVELS
 
-    def forward(self, branches: "OrderedDict[str, torch.Tensor]") -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, branches: "OrderedDict[str, torch.Tensor]"
+                ) -> "OrderedDict[str, torch.Tensor]":
         maps = list(branches.values())
         size = maps[0].shape[-2:]
         fused = torch.cat([maps[0]] + [F.interpolate(m, size=size, mode="bilinear",
