@@ -41,3 +41,12 @@ def test_pack_crops_and_masks_agree():
 def test_unpack_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match="mask_data has 3 pixels"):
         unpack_crops(torch.zeros(3, dtype=torch.uint8), torch.tensor([[0, 0, 2, 2]]))
+
+
+def test_pack_masks_takes_uint8_like_bool():
+    masks = torch.zeros(2, 12, 16, dtype=torch.bool)
+    masks[0, 2:5, 3:9] = True  # the second mask is empty
+    data, boxes = pack_masks(masks)
+    data8, boxes8 = pack_masks(masks.to(torch.uint8))
+    assert torch.equal(data, data8) and torch.equal(boxes, boxes8)
+    assert boxes8[1].tolist() == [0, 0, 0, 0]

@@ -54,6 +54,7 @@ def pack_crops(boxes: Sequence[Sequence[int]],
 
 def pack_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Full masks [N, H, W] (bool or 0/1) -> ``(mask_data, mask_boxes)`` on their device."""
+    masks = masks.bool()  # uint8 0/1 too: any() keeps uint8, whose ~ is no mask
     n, h, w = masks.shape
     if n == 0:
         return masks.new_zeros(0, dtype=torch.uint8), torch.zeros(0, 4, dtype=torch.int64,
