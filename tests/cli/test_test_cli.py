@@ -77,7 +77,7 @@ def test_eval_missing_and_unlabelled_files(data, tmp_path, capsys):
     code, _, err = run(capsys, "eval", data / "val.json", tmp_path / "nope.json")
     assert code == 2 and "not found" in err
     code, _, err = run(capsys, "eval", data / "test.json", data / "test.json")
-    assert code == 2 and "cannot be scored" in err
+    assert code == 2 and "missing top-level keys 'annotations', 'categories'" in err
 
 
 @pytest.fixture(scope="module")

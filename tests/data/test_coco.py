@@ -258,21 +258,38 @@ def _truncate(path: Path, n: int) -> None:
     path.write_bytes(path.read_bytes()[:n])
 
 
-@pytest.mark.parametrize("name, keep", [("a.png", 200), ("a.jpg", 400)])
-def test_truncated_image_needs_decode_images(tmp_path, name, keep):
+@pytest.mark.parametrize("name, keep", [("a.png", 200), ("a.jpg", 400), ("a.jpg", -60)])
+def test_truncated_image_is_caught_from_its_header_or_by_decoding(tmp_path, name, keep):
     root = tmp_path / "imgs"
     root.mkdir()
     noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     cv2.imwrite(str(root / name), noise)
     cv2.imwrite(str(root / "b.png"), noise)
-    assert (root / name).stat().st_size > keep
-    _truncate(root / name, keep)
+    size = (root / name).stat().st_size
+    assert size > abs(keep)
+    _truncate(root / name, keep if keep > 0 else size + keep)
     d = good()
     d["images"][0]["file_name"] = name
     ann = write(tmp_path, d)
-    load_coco(ann, images_dir=root)  # the header alone is intact
+    if keep < 0:
+        load_coco(ann, images_dir=root)  # cut in the pixel data: only decoding sees it
+    else:  # a PNG without its end chunk, a JPEG cut before its pixel data: no decoding needed
+        msg = error_of(ann, images_dir=root)
+        assert "truncated PNG: no end chunk" in msg or "Truncated File Read" in msg, msg
     msg = error_of(ann, images_dir=root, decode_images=True)
     assert "image 1" in msg and f"{name}: cannot read image (truncated" in msg
+
+
+def test_duplicate_json_keys_and_file_names_are_refused(tmp_path):
+    d = good()
+    text = json.dumps(d)
+    dup = tmp_path / "dup.json"
+    dup.write_text(text[:-1] + ', "annotations": []}')  # a second, empty list would win
+    msg = error_of(dup)
+    assert "repeats the key 'annotations'" in msg and msg.startswith(str(dup))
+    d["images"][1]["file_name"] = d["images"][0]["file_name"]
+    msg = error_of(write(tmp_path, d))
+    assert f"file_name {d['images'][0]['file_name']!r} is also used by image" in msg
 
 
 def test_image_size_decoded_equals_header(tmp_path):

@@ -79,11 +79,11 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from vipseg.config.loader import load_config
+    from vipseg.config.loader import REQUIRED_SECTIONS, load_config
     from vipseg.engine.distributed import resolve_device
     from vipseg.engine.inference import load_model
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, require=REQUIRED_SECTIONS)
     device = resolve_device(args.device)
     return cfg, load_model(cfg, args.checkpoint, device), device
 
@@ -95,7 +95,8 @@ def run_test(args: argparse.Namespace) -> int:
     cfg, model, device = _load(args)
     if args.valid:
         metrics = score_val_split(model, cfg, device=device, protocol=args.protocol,
-                                  root=args.data_root, out_dir=args.out, force=args.force)
+                                  root=args.data_root, out_dir=args.out, force=args.force,
+                                  inputs=[args.config, args.checkpoint])
         print(f"val split, protocol {args.protocol}:")
         print(format_metrics_table(metrics))
         if args.out:
@@ -103,7 +104,7 @@ def run_test(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "test"
     summary = export_test_submission(model, cfg, out, device=device, root=args.data_root,
-                                     force=args.force)
+                                     force=args.force, inputs=[args.config, args.checkpoint])
     print(f"{summary['predictions']} predictions on {summary['images_with_predictions']}/"
           f"{summary['images']} test images")
     print(f"wrote {summary['result']}")
@@ -116,9 +117,9 @@ def run_eval(args: argparse.Namespace) -> int:
                                           validate_results)
     from vipseg.engine.submission import read_predictions
 
-    gt = load_ground_truth(args.gt)
-    results = validate_results(read_predictions(args.predictions), gt, args.predictions,
-                               args.iou_types)
+    gt = load_ground_truth(args.gt)  # validated once, as data check / train / test do
+    results = validate_results(read_predictions(args.predictions), gt.to_dict(),
+                               args.predictions, args.iou_types)
     metrics = coco_metrics(gt, results, protocol=args.protocol, iou_types=args.iou_types)
     if args.json:
         print(json.dumps(metrics, indent=2))

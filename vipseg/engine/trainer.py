@@ -35,10 +35,11 @@ from vipseg.engine.checkpoint import (capture_rng_state, find_latest, load_check
                                       restore_rng_state, save_checkpoint)
 from vipseg.engine.evaluation import evaluate_model, format_metrics_table
 from vipseg.engine.optim import build_optimizer, build_scheduler
+from vipseg.engine.resume import plan_resume
 from vipseg.engine.run_dir import RunLog, new_run_dir
 from vipseg.errors import ConfigError, DataError, TrainingError
 from vipseg.models.build import build_model
-from vipseg.utils.io import atomic_write_text
+from vipseg.utils.io import atomic_write_text, check_writable, remove_stale_temps
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BEST_KEY = "segm/AP"
@@ -101,6 +102,7 @@ class Trainer:
         self.best_ap: float | None = None
         self.last_good: Path | None = None
         self.val_metrics: dict[str, float] = {}
+        self.notes: list[str] = []  # messages for the log, from before it was opened
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -140,8 +142,8 @@ class Trainer:
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
         else:
-            self.log.info(f"{source}: saved by {len(rng)} process(es), resuming with "
-                          f"{self.ctx.world_size}: random states re-seeded")
+            self.notes.append(f"{source}: saved by {len(rng)} process(es), resuming with "
+                              f"{self.ctx.world_size}: random states re-seeded")
             ddp.seed_everything(self.opt.seed + self.ctx.rank + self.iteration)
 
     def _save(self, names: list[str]) -> None:
@@ -311,40 +313,50 @@ def resolve_resume(resume: str | os.PathLike | bool | None, name_dir: Path) -> P
 def train(cfg: Config, name: str, *, work_dir: str | os.PathLike = "output",
           data_root: str | os.PathLike | None = None,
           resume: str | os.PathLike | bool | None = None, device: str | None = None,
-          model: nn.Module | None = None) -> TrainResult:
+          model: nn.Module | None = None, resume_from_older: bool = False) -> TrainResult:
     """Train ``cfg`` as run ``name`` under ``work_dir/name/exp_<timestamp>/``.
 
     ``resume``: a checkpoint path, or ``True`` for the newest ``last.pth`` under
     ``work_dir/name``; the run then continues in that checkpoint's folder (its config.yaml is
-    kept; this session's config goes to ``config_resume_<iteration>.yaml``). ``data_root``
+    kept; this session's config goes to ``config_resume_<iteration>.yaml``); a checkpoint
+    older than the run's newest, or config changes a resume cannot honour, are refused before
+    anything is written (:mod:`vipseg.engine.resume`); ``resume_from_older`` continues from
+    an older checkpoint in a new run folder instead. ``data_root``
     replaces ``cfg.dataset.root``, also in the saved config. ``device``: "cpu",
     "cuda" or None (CUDA if available). ``model`` replaces ``build_model(cfg)`` (tests).
     Under torchrun each process calls this; only rank 0 writes files.
     """
     ctx = ddp.init_distributed(device)
     try:
-        return _train(cfg, name, ctx, Path(work_dir), data_root, resume, model)
+        return _train(cfg, name, ctx, Path(work_dir), data_root, resume, model, resume_from_older)
     finally:
         ddp.shutdown_distributed(ctx)
 
 
 def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
            data_root: str | os.PathLike | None, resume: str | os.PathLike | bool | None,
-           model: nn.Module | None) -> TrainResult:
+           model: nn.Module | None, resume_from_older: bool = False) -> TrainResult:
     t = cfg.train
     check_amp(t.amp, ctx.device)
+    check_writable(work_dir / name / "exp")  # a file in the way is an error before the work
     if data_root is not None:  # recorded in config.yaml and the checkpoints
         cfg = replace(cfg, dataset=replace(cfg.dataset, root=str(data_root)))
     ddp.seed_everything(t.seed + ctx.rank)
     ckpt_path = ddp.broadcast_object(
         resolve_resume(resume, work_dir / name) if ctx.is_main else None, ctx)
     state = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    plan = (plan_resume(ckpt_path, state, cfg, from_older=resume_from_older)
+            if state is not None else None)
 
-    # Everything a config error can stop is built before the run folder exists.
+    # Everything a bad config, file or checkpoint can stop is checked before the run folder
+    # is created or written to (images included: headers and truncation).
     train_set = build_dataset(cfg, "train", train=True)
     if len(train_set) == 0:
         raise DataError(f"{train_set.ann_file}: no training images")
     val_set = build_dataset(cfg, "val", train=False) if t.val_interval > 0 else None
+    for dataset in (train_set, val_set):
+        if dataset is not None:
+            dataset.check_image_files()
     index_sampler, batch_sampler = build_batch_sampler(train_set, ctx, t.batch_size, t.seed,
                                                        t.aspect_ratio_grouping)
     model = (model if model is not None else build_model(cfg)).to(ctx.device)
@@ -356,41 +368,43 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
     scheduler = build_scheduler(optimizer, cfg.schedule, len(batch_sampler), t.epochs)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
     config_text = dump_config(cfg)
+    model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
+
+    def evaluate(m: nn.Module) -> dict:
+        return evaluate_model(m, val_set, device=ctx.device, test_cfg=cfg.test,
+                              distributed=ctx.distributed)
+
+    options = LoopOptions(epochs=t.epochs, max_iters=t.max_iters, amp=t.amp,
+                          clip_grad=t.clip_grad, val_interval=t.val_interval,
+                          checkpoint_interval=t.checkpoint_interval,
+                          log_interval=max(1, t.log_interval), seed=t.seed,
+                          num_workers=t.num_workers)
+    trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                      dataset=train_set, index_sampler=index_sampler,
+                      batch_sampler=batch_sampler, ctx=ctx, log=RunLog(None), options=options,
+                      evaluate=evaluate if val_set is not None else None,
+                      config_text=config_text)
+    if state is not None:  # a checkpoint that does not fit fails here, before any write
+        trainer.load_state_dict(state, ckpt_path)
 
     run_dir = None
     if ctx.is_main:
-        if state is None:
+        if plan is None or plan.run_dir is None:  # a new run, or a branch of an older one
             run_dir = new_run_dir(work_dir / name)
             atomic_write_text(run_dir / "config.yaml", config_text)
         else:  # the run's config.yaml stays as it started; each session records its own
-            run_dir = ckpt_path.parent
+            run_dir = plan.run_dir
+            remove_stale_temps(run_dir)  # left by a killed session
             atomic_write_text(run_dir / f"config_resume_{int(state['iteration'])}.yaml",
                               config_text)
     run_dir = ddp.broadcast_object(run_dir, ctx)
     log = RunLog(run_dir if ctx.is_main else None,
-                 purge_step=int(state["iteration"]) + 1 if state else None)
+                 purge_step=int(state["iteration"]) + 1 if plan and plan.run_dir else None)
+    trainer.log = log
     try:
-        log.info(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path})" if state else ""))
-        for note in notes:
+        log.info(f"run folder: {run_dir}" + (f" ({plan.describe(ckpt_path)})" if plan else ""))
+        for note in notes + trainer.notes:
             log.info(note)
-        model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
-
-        def evaluate(m: nn.Module) -> dict:
-            return evaluate_model(m, val_set, device=ctx.device, test_cfg=cfg.test,
-                                  distributed=ctx.distributed)
-
-        options = LoopOptions(epochs=t.epochs, max_iters=t.max_iters, amp=t.amp,
-                              clip_grad=t.clip_grad, val_interval=t.val_interval,
-                              checkpoint_interval=t.checkpoint_interval,
-                              log_interval=max(1, t.log_interval), seed=t.seed,
-                              num_workers=t.num_workers)
-        trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                          dataset=train_set, index_sampler=index_sampler,
-                          batch_sampler=batch_sampler, ctx=ctx, log=log, options=options,
-                          evaluate=evaluate if val_set is not None else None,
-                          config_text=config_text)
-        if state is not None:
-            trainer.load_state_dict(state, ckpt_path)
         return trainer.fit()
     finally:
         log.close()
