@@ -93,10 +93,11 @@ def run_test(args: argparse.Namespace) -> int:
     from vipseg.engine.submission import export_test_submission, score_val_split
 
     cfg, model, device = _load(args)
+    inputs = [args.config, args.checkpoint, args.data_root or cfg.dataset.root]
     if args.valid:
         metrics = score_val_split(model, cfg, device=device, protocol=args.protocol,
                                   root=args.data_root, out_dir=args.out, force=args.force,
-                                  inputs=[args.config, args.checkpoint])
+                                  inputs=inputs)
         print(f"val split, protocol {args.protocol}:")
         print(format_metrics_table(metrics))
         if args.out:
@@ -104,7 +105,7 @@ def run_test(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "test"
     summary = export_test_submission(model, cfg, out, device=device, root=args.data_root,
-                                     force=args.force, inputs=[args.config, args.checkpoint])
+                                     force=args.force, inputs=inputs)
     print(f"{summary['predictions']} predictions on {summary['images_with_predictions']}/"
           f"{summary['images']} test images")
     print(f"wrote {summary['result']}")

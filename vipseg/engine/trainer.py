@@ -121,8 +121,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
-        """Restore everything :meth:`state_dict` saved; RNG states only if the world size
-        matches (otherwise each rank is re-seeded from ``seed + rank + iteration``)."""
+        """Restore everything :meth:`state_dict` saved but the RNG states
+        (:meth:`restore_rng`, called last, right before :meth:`fit`)."""
         try:
             ddp.unwrap(self.model).load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -138,6 +138,10 @@ class Trainer:
         self.epoch_step = int(state.get("epoch_step", 0))
         self.best_ap = state.get("best_ap")
         self.last_good = source
+
+    def restore_rng(self, state: dict[str, Any], source: Path) -> None:
+        """The RNG states of ``state`` if the world size matches (otherwise each rank is
+        re-seeded from ``seed + rank + iteration``)."""
         rng = state.get("rng") or []
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
@@ -403,6 +407,8 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
     trainer.log = log
     try:
         log.info(f"run folder: {run_dir}" + (f" ({plan.describe(ckpt_path)})" if plan else ""))
+        if state is not None:  # last: nothing between here and the first step draws numbers
+            trainer.restore_rng(state, ckpt_path)
         for note in notes + trainer.notes:
             log.info(note)
         return trainer.fit()
