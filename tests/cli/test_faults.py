@@ -405,3 +405,13 @@ def test_an_error_after_a_progress_bar_starts_its_own_line(world, capsys):
     assert code == 2
     last = err.rstrip("\n").split("\n")[-1]
     assert last.startswith("error: ") and "\r" not in last, repr(err[-300:])
+
+
+def test_render_refuses_an_escaping_file_name_before_creating_anything(world, capsys):
+    path = world / "data" / "train.json"
+    d = json.loads(path.read_text())
+    d["images"][-1]["file_name"] = "../escape.png"
+    path.write_text(json.dumps(d))
+    out = world / "new" / "rendered"  # not even its parent folder may appear
+    assert_refused(world, argv_of("render", world, out), capsys,
+                   expect="must be a relative path without '..'")

@@ -34,7 +34,12 @@ def finished(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("resume")
     root = base / "data"
     make_shapes_dataset(root, "train", n_images=4, size=(64, 64), max_objects=2)
-    result = train(cfg_of(root), "run", work_dir=base / "work", device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests that resume it (one_torch_thread)
+    try:
+        result = train(cfg_of(root), "run", work_dir=base / "work", device="cpu")
+    finally:
+        torch.set_num_threads(threads)
     return root, result.run_dir
 
 
