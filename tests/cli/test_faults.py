@@ -415,3 +415,9 @@ def test_render_refuses_an_escaping_file_name_before_creating_anything(world, ca
     out = world / "new" / "rendered"  # not even its parent folder may appear
     assert_refused(world, argv_of("render", world, out), capsys,
                    expect="must be a relative path without '..'")
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_usage_error_also_ends_with_one_error_line(world, capsys, command):
+    argv = [str(a) for a in argv_of(command, world)] + ["--no-such-option"]
+    assert_refused(world, argv, capsys, expect="unrecognized arguments: --no-such-option")

@@ -15,8 +15,16 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows defaults in --help and keeps description line breaks."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors end, like every vipseg error, with one line starting ``error:``."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vipseg",
         description="Train instance-segmentation models from scratch on small COCO datasets "
         "and turn them into scored submissions.",
