@@ -421,3 +421,23 @@ def test_render_refuses_an_escaping_file_name_before_creating_anything(world, ca
 def test_a_usage_error_also_ends_with_one_error_line(world, capsys, command):
     argv = [str(a) for a in argv_of(command, world)] + ["--no-such-option"]
     assert_refused(world, argv, capsys, expect="unrecognized arguments: --no-such-option")
+
+
+def _scramble(p: Path) -> None:
+    """Corrupt a PNG's pixel data but keep its header and end chunk."""
+    b = bytearray(p.read_bytes())
+    for i in range(60, len(b) - 20):
+        b[i] = (b[i] * 7 + 3) % 256
+    p.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("command, fault", [("check", _scramble), ("predict", _scramble),
+                                            ("predict", IMAGE_FAULTS["truncated PNG"])])
+def test_no_library_message_reaches_the_terminal_before_the_error(world, capfd, command, fault):
+    """File-descriptor level: libpng / OpenCV print from C, past Python's sys.stderr."""
+    fault(_first_image(world))
+    capfd.readouterr()
+    assert main([str(a) for a in argv_of(command, world)]) == 2
+    lines = [ln for ln in capfd.readouterr().err.replace("\r", "\n").split("\n") if ln.strip()
+             and not ln.lstrip().startswith("predict:")]  # the progress bar's own redraws
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines

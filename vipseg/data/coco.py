@@ -13,6 +13,7 @@ optional ``info`` (and any other extra top-level key, kept as is). Masks stay in
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections import defaultdict
@@ -463,13 +464,28 @@ def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
-def _decoded_size(path: Path, data: bytes) -> tuple[int, int]:
-    """(width, height) of the image file ``path`` whose bytes are ``data``, decoded in full."""
-    # libjpeg decodes a truncated JPEG (grey rest, warning on stderr): look for its end marker.
+def check_complete(path: str | Path, data: bytes) -> None:
+    """``DataError`` if the bytes ``data`` of image file ``path`` are cut short: a JPEG
+    without its end marker or a PNG without its end chunk (decoders would fill in grey and
+    print a warning instead of failing)."""
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data:
         raise DataError(f"{path}: cannot read image (truncated JPEG: no end marker)")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and _PNG_END not in data[-_PNG_TAIL:]:
         raise DataError(f"{path}: cannot read image (truncated PNG: no end chunk)")
+
+
+def _decoded_size(path: Path, data: bytes) -> tuple[int, int]:
+    """(width, height) of the image file ``path`` whose bytes are ``data``, decoded in full
+    (by Pillow, which raises instead of printing libpng / libjpeg errors on stderr)."""
+    check_complete(path, data)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return int(im.size[0]), int(im.size[1])
+    except UnidentifiedImageError:
+        pass  # a format Pillow does not know: let OpenCV decode it
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read image (corrupt: {e})") from None
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise DataError(f"{path}: cannot read image (truncated, corrupt or unsupported format)")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vipseg.data.coco import image_file_errors, load_coco
+from vipseg.data.coco import check_complete, image_file_errors, load_coco
 from vipseg.data.masks import segmentation_to_rle
 from vipseg.errors import DataError
 
@@ -33,9 +33,14 @@ RawSample = dict[str, Any]
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB [H, W, 3]; ``DataError`` if missing or unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image file not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read image ({e.strerror or e})") from None
+    check_complete(path, data)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise DataError(f"{path}: cannot read image (corrupt or unsupported format)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
