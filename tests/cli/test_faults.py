@@ -399,10 +399,25 @@ def test_browse_failing_midway_leaves_nothing_and_reruns(world, capsys, monkeypa
     assert code == 0, err and len(list((world / "browse").glob("*.png"))) == 3
 
 
-def test_an_error_after_a_progress_bar_starts_its_own_line(world, capsys):
-    IMAGE_FAULTS["truncated PNG"](sorted((world / "data" / "train").glob("*.png"))[-1])
-    code, err = run(argv_of("test", world), capsys)
-    assert code == 2
+@pytest.mark.parametrize("command", ["test", "predict", "train"])
+def test_an_error_after_a_progress_bar_starts_its_own_line(world, capsys, monkeypatch, command):
+    if command == "train":  # every file is checked before training: fail in the second step
+        from vipseg.data.dataset import CocoInstanceDataset
+        from vipseg.errors import DataError
+
+        calls, load_raw = [], CocoInstanceDataset.load_raw
+
+        def failing(self, index):
+            calls.append(index)
+            if len(calls) == 3:
+                raise DataError("disk gone")
+            return load_raw(self, index)
+
+        monkeypatch.setattr(CocoInstanceDataset, "load_raw", failing)
+    else:
+        IMAGE_FAULTS["truncated PNG"](sorted((world / "data" / "train").glob("*.png"))[-1])
+    code, err = run(argv_of(command, world), capsys)
+    assert code == 2 and "%|" in err, err  # a progress bar was drawn
     last = err.rstrip("\n").split("\n")[-1]
     assert last.startswith("error: ") and "\r" not in last, repr(err[-300:])
 

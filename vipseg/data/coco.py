@@ -428,8 +428,9 @@ def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
     """(width, height) of an image file: the one image check of ``data check --images``,
     ``data images-json``, ``train`` and the datasets.
 
-    Reads the header (Pillow) and, for a PNG, looks for its end chunk, so a missing, empty,
-    truncated or unreadable file is a ``DataError`` without decoding. With ``decode`` the whole
+    Reads the header (Pillow) and looks for the end chunk of a PNG or the end marker of a
+    JPEG, so a missing, empty, truncated or unreadable file is a ``DataError`` without
+    decoding. With ``decode`` the whole
     file is decoded too, so corrupt pixel data is caught as well (slower).
     """
     path = Path(path)
@@ -438,11 +439,14 @@ def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
             data = f.read() if decode else None
             if data is None:
                 head = f.read(8)
-                if head == b"\x89PNG\r\n\x1a\n":
-                    f.seek(0, 2)
-                    f.seek(max(8, f.tell() - _PNG_TAIL))
-                    if _PNG_END not in f.read():
-                        raise DataError(f"{path}: cannot read image (truncated PNG: no end chunk)")
+                f.seek(0, 2)
+                f.seek(max(8, f.tell() - _PNG_TAIL))
+                tail = f.read()
+                if head == b"\x89PNG\r\n\x1a\n" and _PNG_END not in tail:
+                    raise DataError(f"{path}: cannot read image (truncated PNG: no end chunk)")
+                if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+                    f.seek(0)  # data after the end marker is allowed: look at the whole file
+                    check_complete(path, f.read())
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except IsADirectoryError:
