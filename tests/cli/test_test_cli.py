@@ -105,6 +105,7 @@ def test_test_command_valid_submission_and_refusals(data, checkpoint, tmp_path, 
     with zipfile.ZipFile(sub / "submission.zip") as zf:
         preds = json.loads(zf.read("submission.json"))
     test_ids = {im["id"] for im in json.loads((data / "test.json").read_text())["images"]}
+    assert preds, "no prediction: the id and category checks below would pass vacuously"
     assert {p["image_id"] for p in preds} <= test_ids
     assert all(p["category_id"] in (1, 2) and isinstance(p["segmentation"]["counts"], str)
                and p["segmentation"]["size"] == [80, 96] for p in preds)
