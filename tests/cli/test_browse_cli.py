@@ -25,7 +25,7 @@ def test_browse_writes_samples_and_guards_its_output(tmp_path, repo, capsys):
     assert cv2.imread(str(files[0])).shape == (48, 64, 3)
     first = [f.read_bytes() for f in files]
     assert main(args) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "already exists (use --force" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert [f.read_bytes() for f in files] == first  # same seed, same samples
     assert main(args + ["--force", "--seed", "1"]) == 0

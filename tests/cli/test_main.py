@@ -30,4 +30,4 @@ def test_unknown_arguments_are_reported_with_the_command_usage(argv, usage, caps
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert err.startswith(f"usage: {usage} ")
-    assert err.strip().splitlines()[-1] == f"{usage}: error: unrecognized arguments: --bogus"
+    assert err.strip().splitlines()[-1] == f"error: {usage}: unrecognized arguments: --bogus"

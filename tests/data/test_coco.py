@@ -254,25 +254,45 @@ def test_image_file_of_another_size(tmp_path):
     assert "image 1" in msg and f"is {W + 5}x{H}, the JSON says {W}x{H}" in msg
 
 
-def _truncate(path: Path, n: int) -> None:
-    path.write_bytes(path.read_bytes()[:n])
-
-
-@pytest.mark.parametrize("name, keep", [("a.png", 200), ("a.jpg", 400)])
-def test_truncated_image_needs_decode_images(tmp_path, name, keep):
+@pytest.mark.parametrize("name, keep", [("a.png", 200), ("a.jpg", 400), ("a.jpg", -60),
+                                        ("a.png", 0)])
+def test_truncated_image_is_caught_from_its_header_and_end_corrupt_one_by_decoding(
+        tmp_path, name, keep):
+    """keep > 0: the first bytes only; < 0: all but the last ones; 0: pixel data scrambled."""
     root = tmp_path / "imgs"
     root.mkdir()
     noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     cv2.imwrite(str(root / name), noise)
     cv2.imwrite(str(root / "b.png"), noise)
-    assert (root / name).stat().st_size > keep
-    _truncate(root / name, keep)
+    data = bytearray((root / name).read_bytes())
+    if keep:
+        data = data[:keep]
+    else:
+        data[60:-20] = bytes((v * 7 + 3) % 256 for v in data[60:-20])
+    (root / name).write_bytes(bytes(data))
     d = good()
     d["images"][0]["file_name"] = name
     ann = write(tmp_path, d)
-    load_coco(ann, images_dir=root)  # the header alone is intact
-    msg = error_of(ann, images_dir=root, decode_images=True)
-    assert "image 1" in msg and f"{name}: cannot read image (truncated" in msg
+    if keep:  # cut short: seen from the header and the file's end, without decoding
+        msg = error_of(ann, images_dir=root)
+        assert "image 1" in msg and f"{name}: cannot read image (" in msg
+        assert "truncated" in msg.lower() or "Truncated" in msg, msg
+    else:  # complete but corrupt: only decoding sees it
+        load_coco(ann, images_dir=root)
+        msg = error_of(ann, images_dir=root, decode_images=True)
+        assert "image 1" in msg and f"{name}: cannot read image (corrupt" in msg
+
+
+def test_duplicate_json_keys_and_file_names_are_refused(tmp_path):
+    d = good()
+    text = json.dumps(d)
+    dup = tmp_path / "dup.json"
+    dup.write_text(text[:-1] + ', "annotations": []}')  # a second, empty list would win
+    msg = error_of(dup)
+    assert "repeats the key 'annotations'" in msg and msg.startswith(str(dup))
+    d["images"][1]["file_name"] = d["images"][0]["file_name"]
+    msg = error_of(write(tmp_path, d))
+    assert f"file_name {d['images'][0]['file_name']!r} is also used by image" in msg
 
 
 def test_image_size_decoded_equals_header(tmp_path):

@@ -34,9 +34,27 @@ def test_invalid_checkpoint_is_one_line_without_unsafe_advice(tmp_path, write):
     with pytest.raises(DataError) as err:
         load_checkpoint(path)
     message = str(err.value)
-    assert message.startswith(f"{path}: not a valid vipseg checkpoint (")
+    expected = ("not a PyTorch checkpoint file (neither a zip archive nor a pickle"
+                if write is _write_garbage else "not a valid vipseg checkpoint (")
+    assert message.startswith(f"{path}: {expected}")
     assert message.endswith(")") and "\n" not in message
     assert "weights_only" not in message and "trust" not in message
+
+
+def test_folder_raw_pickle_and_text_checkpoints_say_what_they_are(tmp_path, recwarn):
+    import pickle
+
+    with pytest.raises(DataError, match="is a folder, expected a checkpoint file"):
+        load_checkpoint(tmp_path)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello\n")
+    with pytest.raises(DataError, match="not a PyTorch checkpoint file"):
+        load_checkpoint(text)
+    raw = tmp_path / "raw.pth"
+    raw.write_bytes(pickle.dumps({"model": {}}, protocol=4))
+    with pytest.raises(DataError, match="not a valid vipseg checkpoint"):
+        load_checkpoint(raw)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]  # no torch warning
 
 
 def test_missing_and_model_less_checkpoints(tmp_path):

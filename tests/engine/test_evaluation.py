@@ -110,9 +110,31 @@ def test_bbox_given_for_some_predictions_only(gt):
         coco_metrics(gt, preds)
 
 
-def test_images_only_ground_truth_is_refused(gt):
-    with pytest.raises(DataError, match="cannot be scored"):
+def test_images_only_or_category_less_ground_truth_is_refused(gt):
+    with pytest.raises(DataError, match="missing top-level keys 'annotations', 'categories'"):
         coco_metrics({"images": gt["images"]}, [])
+    with pytest.raises(DataError, match="has no categories, so there is nothing to score"):
+        coco_metrics({"images": gt["images"], "annotations": [], "categories": []}, [])
+
+
+@pytest.mark.parametrize("breakage", ["duplicate id", "missing image", "unknown category",
+                                      "bad rle", "odd polygon"])
+def test_broken_ground_truth_is_refused_as_data_check_refuses_it(gt, breakage):
+    """The validator of data check / train / test, not a looser one (was scored: AP 0.947)."""
+    bad = copy.deepcopy(gt)
+    a = bad["annotations"]
+    if breakage == "duplicate id":
+        a[1]["id"] = a[0]["id"]
+    elif breakage == "missing image":
+        a[0]["image_id"] = 999
+    elif breakage == "unknown category":
+        a[0]["category_id"] = 77
+    elif breakage == "bad rle":
+        a[0]["segmentation"] = {"size": [3, 3], "counts": "abc"}
+    else:
+        a[0]["segmentation"] = [[1, 2, 3, 4, 5, 6, 7]]
+    with pytest.raises(DataError, match="^ground truth: "):
+        coco_metrics(bad, perturbed_predictions(gt))
 
 
 def test_metrics_table(gt):

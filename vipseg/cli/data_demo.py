@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     p.add_argument("--native", action="store_true",
                    help=f"use the challenge's image sizes ({NATIVE_SIZES}) instead of --size")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--force", action="store_true", help="replace an --out folder an earlier `vipseg data demo` wrote")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run_demo)
 
@@ -134,6 +134,6 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                    help="COCO file whose images, sizes and masks are rendered")
     r.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
     r.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    r.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    r.add_argument("--force", action="store_true", help="replace an --out folder an earlier `vipseg data render` wrote")
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.set_defaults(func=run_render)

@@ -32,7 +32,9 @@ def _help_formatter(base: type) -> type:
 
 
 def _force(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing outputs (never an input, and a folder only if the "
+                   "same command wrote it)")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -91,7 +93,7 @@ def _norm(args: argparse.Namespace) -> int:
     from vipseg.utils.io import atomic_write_json, ensure_new_output
 
     if args.json:
-        ensure_new_output(args.json, args.force)
+        ensure_new_output(args.json, args.force, inputs=[args.ann, args.images])
     s = channel_stats(args.ann, args.images, progress=not args.no_progress)
     print(f"{s['images']} images, {s['pixels']} pixels; paste into the dataset config:")
     print(yaml_snippet(s))
@@ -176,7 +178,7 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
         "images-json", formatter_class=formatter, help="images-only COCO file for a test set",
         description=_wrap("Write an images-only COCO file (no annotations) for the images of a folder "
         "(searched recursively) or of a text file of names (one per line, '#' comments). Sizes "
-        "are read from the files. Ids are 1..N over the sorted names, or taken (with the "
+        "are read from the files, each decoded in full (the check of `data check --images`). Ids are 1..N over the sorted names, or taken (with the "
         "categories) from --ids-from, matching by file_name (or unique base name)."))
     p.add_argument("source", metavar="DIR_OR_LIST", help="image folder or text file of names")
     p.add_argument("--out", required=True, metavar="OUT.json", help="file to write")

@@ -109,11 +109,11 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from vipseg.config.loader import load_config
+    from vipseg.config.loader import REQUIRED_SECTIONS, load_config
     from vipseg.engine.distributed import resolve_device
     from vipseg.engine.inference import load_model
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, require=REQUIRED_SECTIONS)
     device = resolve_device(args.device)
     return cfg, load_model(cfg, args.checkpoint, device), device
 
@@ -151,13 +151,16 @@ def run_test(args: argparse.Namespace) -> int:
     from vipseg.engine.submission import export_test_submission, score_val_split
 
     cfg, model, device, default_out = _load_test_models(args)
+    inputs = [p for p in (args.config, args.checkpoint, *(
+        part for m in (args.ensemble or []) if "=" not in m for part in m.split(":")[:2]),
+        args.data_root or cfg.dataset.root) if p]
     options = predict_options(cfg, device, tta=args.tta)
     what = (" with TTA" if args.tta else "") + (
         f", ensemble of {len(model)}" if isinstance(model, list) else "")
     if args.valid:
         metrics = score_val_split(model, cfg, device=device, options=options,
                                   protocol=args.protocol, root=args.data_root, out_dir=args.out,
-                                  force=args.force)
+                                  force=args.force, inputs=inputs)
         print(f"val split, protocol {args.protocol}{what}:")
         print(format_metrics_table(metrics))
         if args.out:
@@ -165,7 +168,7 @@ def run_test(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else default_out
     summary = export_test_submission(model, cfg, out, device=device, options=options,
-                                     root=args.data_root, force=args.force)
+                                     root=args.data_root, force=args.force, inputs=inputs)
     print(f"{summary['predictions']} predictions on {summary['images_with_predictions']}/"
           f"{summary['images']} test images{what}")
     print(f"wrote {summary['result']}")
@@ -180,15 +183,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from vipseg.engine.occlusion import format_occlusion, occlusion_metric
 
-    gt = load_ground_truth(args.gt)
+    gt = load_ground_truth(args.gt)  # validated once, as data check / train / test do
     iou_types = args.iou_types if args.metric == "coco" else sorted({*args.iou_types, "segm"})
-    results = validate_results(read_predictions(args.predictions), gt, args.predictions,
-                               iou_types)
+    results = validate_results(read_predictions(args.predictions), gt.to_dict(),
+                               args.predictions, iou_types)
     metrics: dict = {}
     if args.metric in ("coco", "all"):
         metrics.update(coco_metrics(gt, results, protocol=args.protocol,
                                     iou_types=args.iou_types))
-    occlusion = occlusion_metric(gt, results) if args.metric in ("om", "all") else None
+    occlusion = (occlusion_metric(gt.to_dict(), results) if args.metric in ("om", "all")
+                 else None)
     if args.json:
         metrics.update({f"occlusion/{k}": v for k, v in (occlusion or {}).items()})
         print(json.dumps(metrics, indent=2))
@@ -206,7 +210,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
     from vipseg.engine.submission import read_predictions
     from vipseg.utils.io import atomic_write_json, ensure_new_output
 
-    ensure_new_output(Path(args.out), args.force)
+    ensure_new_output(Path(args.out), args.force, inputs=args.predictions)
     names = [str(p) for p in args.predictions]
     fused = fuse_predictions([read_predictions(p) for p in args.predictions], names,
                              weights=args.weights, iou_thresh=args.iou)

@@ -14,8 +14,12 @@ Train the model of CONFIG from scratch. Outputs go to WORK_DIR/NAME/exp_<timesta
 metrics.jsonl (one JSON per logged iteration and validation), TensorBoard events,
 last.pth, best.pth (best val segm/AP), epoch_K.pth (every train.checkpoint_interval
 epochs), results.csv (one row per epoch), val_predictions.segm.json (the last validation's
-predictions) and report.html (see `vipseg report`). --resume continues a run in its own folder (config.yaml is kept; the resumed
-session's config goes to config_resume_<iteration>.yaml).
+predictions) and report.html (see `vipseg report`). --resume continues a run in its own folder
+(config.yaml is kept; the resumed session's config goes to config_resume_<iteration>.yaml). A
+checkpoint older than the run's newest is refused (it would overwrite newer results) unless
+--resume-from-older, which continues in a new run folder; config changes a resume cannot
+honour (optimizer, model, seed, batch size) are refused. Nothing is written before these
+checks pass.
 
 Distributed: torchrun --nproc_per_node=N -m vipseg train CONFIG NAME ...
 (NCCL on GPUs, gloo on CPU; only rank 0 writes). See docs/training.md.
@@ -49,6 +53,10 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     parser.add_argument("--time-budget", metavar="DURATION", default=argparse.SUPPRESS,
                         help="stop at this wall-clock budget (600, 90s, 10m, 1h30m) with the "
                         "LR schedule compressed to fit; same as train.time_budget=DURATION")
+    parser.add_argument("--resume-from-older", action="store_true",
+                        help="allow --resume from a checkpoint older than its run's newest "
+                        "(e.g. epoch_1.pth of a finished run): the run continues in a NEW run "
+                        "folder, the original is left untouched")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=argparse.SUPPRESS,
                         help="device (default: cuda if available, else cpu)")
     parser.add_argument("--init-from", metavar="CKPT", default=argparse.SUPPRESS,
@@ -59,8 +67,9 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the config with overrides and train; prints the final validation AP if any."""
-    from vipseg.config import load_config
+    from vipseg.config.loader import REQUIRED_SECTIONS, load_config
     from vipseg.engine.trainer import train
+    from vipseg.errors import ConfigError
 
     overrides = list(args.overrides)
     resume = getattr(args, "resume", None)
@@ -68,15 +77,18 @@ def run_train(args: argparse.Namespace) -> int:
     if resume not in (None, RESUME_LATEST) and "=" in resume and not Path(resume).exists():
         overrides.insert(0, resume)
         resume = RESUME_LATEST
+    if args.resume_from_older and resume is None:
+        raise ConfigError("--resume-from-older needs --resume CKPT")
     if hasattr(args, "time_budget"):
         overrides.append(f"train.time_budget={args.time_budget}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, require=REQUIRED_SECTIONS)
     if hasattr(args, "init_from"):  # recorded in config.yaml as train.init_from
         cfg = replace(cfg, train=replace(cfg.train, init_from=args.init_from))
     result = train(cfg, args.name, work_dir=args.work_dir,
                    data_root=getattr(args, "data_root", None),
                    resume=True if resume == RESUME_LATEST else resume,
-                   device=getattr(args, "device", None))
+                   device=getattr(args, "device", None),
+                   resume_from_older=args.resume_from_older)
     if result.run_dir is not None:
         best = "n/a" if result.best_ap is None else f"{result.best_ap:.4f}"
         print(f"done: epoch {result.epoch}, iteration {result.iteration}, best segm/AP {best}; "

@@ -11,15 +11,38 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
+from vipseg.config.ranges import check_ranges
 from vipseg.config.schema import Config
 from vipseg.config.typed import from_dict, to_dict
 from vipseg.errors import ConfigError
 
 BASE_KEY = "_base_"
+#: sections a config given to train / test / predict / browse must set (in the file, its
+#: bases or an override), so that an empty file never silently means the large defaults.
+REQUIRED_SECTIONS = ("model", "dataset")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping repeating a key (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is repeated", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load`` that also refuses repeated mapping keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -30,7 +53,7 @@ def _read_yaml(path: Path) -> dict:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -84,11 +107,7 @@ def load_raw(path: str | Path, sources: dict[str, str] | None = None,
     merged: dict = {}
     for base in bases:
         _merge(merged, load_raw(path.parent / base, sources, (*_chain, path)), {}, "")
-    # Re-record provenance: keys of this file win over its bases.
-    base_sources = dict(sources)
-    sources.clear()
-    sources.update(base_sources)
-    _merge(merged, data, sources, str(path))
+    _merge(merged, data, sources, str(path))  # keys of this file win over its bases
     return merged
 
 
@@ -116,20 +135,37 @@ def apply_overrides(raw: dict, overrides: Iterable[str], sources: dict[str, str]
     return raw
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """Load, merge and validate a config file into a typed ``Config``."""
+def load_config(path: str | Path, overrides: Iterable[str] = (),
+                require: Sequence[str] = ()) -> Config:
+    """Load, merge and validate a config file into a typed ``Config``; every section named in
+    ``require`` (e.g. :data:`REQUIRED_SECTIONS`) must be set by the file, a base or an override.
+    """
     sources: dict[str, str] = {}
     raw = load_raw(path, sources)
     apply_overrides(raw, overrides, sources)
-    return from_dict(Config, raw, sources=sources)
+    missing = [k for k in require if not raw.get(k)]
+    if missing:
+        names = " and ".join(f"'{k}'" for k in missing)
+        raise ConfigError(f"{path}: no {names} section{'s' if len(missing) > 1 else ''} (in "
+                          "the file, its _base_ files or the overrides); a config must choose "
+                          f"its {' and '.join(require)} instead of silently using the defaults")
+    cfg = from_dict(Config, raw, sources=sources)
+    check_ranges(cfg, sources)
+    return cfg
 
 
 def config_from_yaml_text(text: str, origin: str = "<config>") -> Config:
     """Validate a config saved as YAML text (e.g. inside a checkpoint); no ``_base_`` allowed."""
-    data = yaml.safe_load(text) or {}
+    try:
+        data = safe_load_unique(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{origin}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict) or BASE_KEY in data:
         raise ConfigError(f"{origin}: expected a fully merged config mapping")
-    return from_dict(Config, data, sources={k: origin for k in data})
+    sources = {k: origin for k in data}
+    cfg = from_dict(Config, data, sources=sources)
+    check_ranges(cfg, sources)
+    return cfg
 
 
 def dump_config(cfg: Config) -> str:

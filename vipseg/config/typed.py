@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union
@@ -108,6 +109,9 @@ def convert(tp: Any, value: Any, key: str, sources: Mapping[str, str]) -> Any:
         raise _fail(key, tp, value, sources)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{_where(key, sources)}config key '{key}': expected a finite "
+                                  f"number, got {value}")
             return float(value)
         raise _fail(key, tp, value, sources)
     if tp is int:

@@ -13,9 +13,9 @@ optional ``info`` (and any other extra top-level key, kept as is). Masks stay in
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import struct
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from vipseg.data.masks import rle_area, rle_counts, segmentation_to_rle
 from vipseg.errors import DataError
@@ -79,8 +80,38 @@ def annotation_rle(ann: dict, image: dict) -> dict:
     return segmentation_to_rle(ann["segmentation"], int(image["height"]), int(image["width"]))
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object repeats a key (``json`` would silently keep the last value)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse_json(raw: bytes | str, source: str | Path) -> Any:
+    """Parse JSON text read from ``source``; ``DataError`` (naming ``source`` and the line) if
+    it is not UTF-8, not valid JSON, or an object repeats a key. Every JSON file vipseg reads
+    goes through here."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source}: not UTF-8 text (byte {e.start}): not a JSON file") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except _DuplicateKey as e:
+        raise DataError(f"{source}: invalid JSON: an object repeats the key {e.args[0]!r} "
+                        "(only one value per key is allowed)") from None
+
+
 def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; ``DataError`` (file + line) if it is missing, unreadable or invalid."""
+    """Read and parse a JSON file (:func:`parse_json`); ``DataError`` if it is missing,
+    unreadable or invalid."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -91,12 +122,7 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: is a folder, expected a JSON file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read file ({e.strerror or e})") from None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}): not a JSON file") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    return parse_json(raw, path)
 
 
 def load_coco(path: str | Path, *, images_dir: str | Path | None = None,
@@ -227,6 +253,7 @@ class _Validator:
 
     def check_images(self, images: list) -> dict[Any, dict]:
         by_id: dict[Any, dict] = {}
+        names: dict[str, Any] = {}
         for i, img in enumerate(images):
             if not isinstance(img, dict):
                 self.error(f"images[{i}] is not an object")
@@ -242,12 +269,17 @@ class _Validator:
             if not isinstance(fname, str) or not fname:
                 self.error(f"image {iid!r}: 'file_name' must be a non-empty string, got {fname!r}")
                 continue
+            if fname in names:
+                self.error(f"image {iid!r}: file_name {fname!r} is also used by image "
+                           f"{names[fname]!r} (each image file must be listed once)")
+                continue
             bad = [k for k in ("width", "height") if not _is_int(img.get(k)) or img.get(k) <= 0]
             if bad:
                 self.error(f"image {iid!r} ({fname}): '{bad[0]}' must be a positive integer, "
                            f"got {img.get(bad[0])!r}")
                 continue
             by_id[iid] = img
+            names[fname] = iid
         return by_id
 
     def check_annotations(self, annotations: list, images_by_id: dict, cats_by_id: dict
@@ -353,16 +385,24 @@ class _Validator:
     def check_image_files(self, images: list[dict], root: Path, decode: bool) -> None:
         if not root.is_dir():
             self.fail(f"image folder {root} not found")
-        for img in images:
-            p = root / img["file_name"]
-            try:
-                w, h = image_size(p, decode=decode)
-            except DataError as e:
-                self.error(f"image {img['id']!r}: {e}")
-                continue
-            if (w, h) != (img["width"], img["height"]):
-                self.error(f"image {img['id']!r}: {p} is {w}x{h}, the JSON says "
-                           f"{img['width']}x{img['height']}")
+        self.errors += image_file_errors(images, root, decode)
+
+
+def image_file_errors(images: list[dict], root: Path, decode: bool = False) -> list[str]:
+    """One message per image record whose file under ``root`` is missing, unreadable,
+    truncated (or, with ``decode``, corrupt) or not the size the record says."""
+    errors = []
+    for img in images:
+        p = root / img["file_name"]
+        try:
+            w, h = image_size(p, decode=decode)
+        except DataError as e:
+            errors.append(f"image {img['id']!r}: {e}")
+            continue
+        if (w, h) != (img["width"], img["height"]):
+            errors.append(f"image {img['id']!r}: {p} is {w}x{h}, the JSON says "
+                          f"{img['width']}x{img['height']}")
+    return errors
 
 
 def _check_bbox(bbox: Any, h: int, w: int) -> str | None:
@@ -377,75 +417,80 @@ def _check_bbox(bbox: Any, h: int, w: int) -> str | None:
     return None
 
 
-# --- image headers --------------------------------------------------------------------------------
+# --- image files -----------------------------------------------------------------------------------
+
+#: a PNG ends with this chunk; a file without it near its end was cut short.
+_PNG_END = b"IEND"
+_PNG_TAIL = 4096
+
 
 def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
-    """(width, height) of an image file, reading only the header for PNG and JPEG.
+    """(width, height) of an image file: the one image check of ``data check --images``,
+    ``data images-json``, ``train`` and the datasets.
 
-    With ``decode`` the whole file is decoded, so a truncated or corrupt file is caught too.
-    Raises ``DataError`` if the file is missing or cannot be read as an image.
+    Reads the header (Pillow) and looks for the end chunk of a PNG or the end marker of a
+    JPEG, so a missing, empty, truncated or unreadable file is a ``DataError`` without
+    decoding. With ``decode`` the whole
+    file is decoded too, so corrupt pixel data is caught as well (slower).
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            if decode:
-                return _decoded_size(path, f.read())
-            head = f.read(32)
-            if head[:8] == b"\x89PNG\r\n\x1a\n":
-                if len(head) < 24 or head[12:16] != b"IHDR":
-                    raise DataError(f"{path}: cannot read image (truncated PNG header)")
-                w, h = struct.unpack(">II", head[16:24])
-                return int(w), int(h)
-            if head[:2] == b"\xff\xd8":
-                size = _jpeg_size(f)
-                if size is None:
-                    raise DataError(f"{path}: cannot read image (corrupt JPEG header)")
-                return size
+            data = f.read() if decode else None
+            if data is None:
+                head = f.read(8)
+                f.seek(0, 2)
+                f.seek(max(8, f.tell() - _PNG_TAIL))
+                tail = f.read()
+                if head == b"\x89PNG\r\n\x1a\n" and _PNG_END not in tail:
+                    raise DataError(f"{path}: cannot read image (truncated PNG: no end chunk)")
+                if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+                    f.seek(0)  # data after the end marker is allowed: look at the whole file
+                    check_complete(path, f.read())
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected an image file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read image ({e.strerror or e})") from None
+    if data is not None:
+        return _decoded_size(path, data)
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except UnidentifiedImageError:
+        pass  # a format Pillow does not know: let OpenCV decode it
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow knows the format: it is broken
+        raise DataError(f"{path}: cannot read image ({e or 'corrupt header'})") from None
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DataError(f"{path}: cannot read image (corrupt or unsupported format)")
     return int(img.shape[1]), int(img.shape[0])
 
 
-def _decoded_size(path: Path, data: bytes) -> tuple[int, int]:
-    """(width, height) of the image file ``path`` whose bytes are ``data``, decoded in full."""
-    # libjpeg decodes a truncated JPEG (grey rest, warning on stderr): look for its end marker.
+def check_complete(path: str | Path, data: bytes) -> None:
+    """``DataError`` if the bytes ``data`` of image file ``path`` are cut short: a JPEG
+    without its end marker or a PNG without its end chunk (decoders would fill in grey and
+    print a warning instead of failing)."""
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data:
         raise DataError(f"{path}: cannot read image (truncated JPEG: no end marker)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and _PNG_END not in data[-_PNG_TAIL:]:
+        raise DataError(f"{path}: cannot read image (truncated PNG: no end chunk)")
+
+
+def _decoded_size(path: Path, data: bytes) -> tuple[int, int]:
+    """(width, height) of the image file ``path`` whose bytes are ``data``, decoded in full
+    (by Pillow, which raises instead of printing libpng / libjpeg errors on stderr)."""
+    check_complete(path, data)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return int(im.size[0]), int(im.size[1])
+    except UnidentifiedImageError:
+        pass  # a format Pillow does not know: let OpenCV decode it
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read image (corrupt: {e})") from None
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise DataError(f"{path}: cannot read image (truncated, corrupt or unsupported format)")
     return int(img.shape[1]), int(img.shape[0])
-
-
-def _jpeg_size(f) -> tuple[int, int] | None:
-    f.seek(2)
-    while True:
-        b = f.read(1)
-        while b and b != b"\xff":
-            b = f.read(1)
-        while b == b"\xff":
-            b = f.read(1)
-        if not b:
-            return None
-        marker = b[0]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            continue
-        seg = f.read(2)
-        if len(seg) < 2:
-            return None
-        length = struct.unpack(">H", seg)[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            data = f.read(5)
-            if len(data) < 5:
-                return None
-            h, w = struct.unpack(">HH", data[1:5])
-            return int(w), int(h)
-        f.seek(length - 2, 1)
-

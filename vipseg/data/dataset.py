@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vipseg.data.coco import load_coco
+from vipseg.data.coco import check_complete, image_file_errors, load_coco
 from vipseg.data.masks import segmentation_to_rle
 from vipseg.errors import DataError
 
@@ -33,9 +33,14 @@ RawSample = dict[str, Any]
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB [H, W, 3]; ``DataError`` if missing or unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image file not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read image ({e.strerror or e})") from None
+    check_complete(path, data)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise DataError(f"{path}: cannot read image (corrupt or unsupported format)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -64,6 +69,7 @@ class CocoInstanceDataset(Dataset):
         # Validated by load_coco (one-line DataError naming file, object, problem); a given
         # ``coco`` dict is validated the same way, with ``ann_file`` named in messages.
         data = load_coco(self.ann_file, require_annotations=False, data=coco)
+        self.coco = data  # the validated file (scored as is by the evaluation)
         self.images: list[dict] = list(data.images)
         by_name = {c["name"]: c["id"] for c in data.categories}
         unknown = [c for c in by_name if c not in self.classes]
@@ -79,6 +85,16 @@ class CocoInstanceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def check_image_files(self) -> None:
+        """``DataError`` for the first image file that is missing, unreadable, truncated or
+        not the size the JSON says (headers and file ends only: no decoding)."""
+        if not self.images_dir.is_dir():
+            raise DataError(f"{self.ann_file}: image folder {self.images_dir} not found")
+        errors = image_file_errors(self.images, self.images_dir)
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise DataError(f"{self.ann_file}: {errors[0]}{more}")
 
     def image_sizes(self) -> list[tuple[int, int]]:
         """(height, width) of every image, from the JSON (no image is read)."""

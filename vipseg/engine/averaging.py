@@ -295,9 +295,9 @@ def average_to_file(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     the checkpoints of ``inputs`` (see :func:`checkpoint_inputs`), refresh BatchNorm
     statistics over ``bn_cfg``'s training data if given, and write the checkpoint ``out``
     atomically (``OutputExistsError`` if it exists and not ``force``). Returns the dict."""
-    target = ensure_new_output(out, force)
-    device = torch.device(device)
     paths = checkpoint_inputs(inputs)
+    target = ensure_new_output(out, force, inputs=paths)  # never over an input checkpoint
+    device = torch.device(device)
     bn_cfg = _with_root(bn_cfg, data_root) if bn_cfg is not None else None
     bn_model = build_model(bn_cfg).to(device) if bn_cfg is not None else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     (averaging reads ``model`` and skips the optimizer state).
     """
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder, expected a checkpoint file (e.g. {p / 'last.pth'})")
     if not p.is_file():
         raise DataError(f"{p}: checkpoint not found")
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the checkpoint ({e.strerror or e})") from None
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise DataError(f"{p}: not a PyTorch checkpoint file (neither a zip archive nor a "
+                        "pickle; the file may be truncated or something else named .pth)")
+    try:
+        with warnings.catch_warnings():  # torch warns about what the error below reports
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises many types for corrupt/unsafe files
         raise DataError(f"{p}: not a valid vipseg checkpoint ({_load_failure(e)})") from None
     if not isinstance(state, dict) or "model" not in state:

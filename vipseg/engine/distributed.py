@@ -81,12 +81,6 @@ def shutdown_distributed(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def barrier(ctx: DistContext) -> None:
-    """Wait for every rank."""
-    if ctx.distributed:
-        dist.barrier()
-
-
 def broadcast_object(obj: Any, ctx: DistContext, src: int = 0) -> Any:
     """``obj`` of rank ``src`` on every rank (any picklable value)."""
     if not ctx.distributed:

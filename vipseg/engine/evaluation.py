@@ -29,7 +29,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from vipseg.data.coco import read_json
+from vipseg.data.coco import CocoFile, load_coco
 from vipseg.engine.predict import PredictOptions, predict_dataset
 from vipseg.errors import DataError
 
@@ -39,17 +39,20 @@ SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6
 
 
 # ------------------------------------------------------------------------------- loading inputs
-def load_ground_truth(gt: str | Path | dict) -> dict:
-    """A COCO ground-truth dict from a path or a dict; checks images and categories exist."""
-    source = str(gt) if not isinstance(gt, dict) else "ground truth"
-    data = read_json(gt) if not isinstance(gt, dict) else gt
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DataError(f"{source}: not a COCO file (no 'images' list)")
-    if not data.get("categories"):
-        raise DataError(f"{source}: has no categories (an images-only file cannot be scored)")
-    if "annotations" not in data:
-        raise DataError(f"{source}: has no 'annotations' (an images-only file cannot be scored)")
-    return data
+def load_ground_truth(gt: str | Path | dict | CocoFile, source: str = "ground truth") -> CocoFile:
+    """The ground truth, validated by :func:`vipseg.data.coco.load_coco` (the validator of
+    ``data check``, ``train`` and ``test``) exactly once: an already loaded ``CocoFile`` is
+    used as is, a path is read, a dict is validated under the name ``source``."""
+    if isinstance(gt, CocoFile):
+        coco = gt
+    elif isinstance(gt, dict):
+        coco = load_coco(source, data=gt)
+    else:
+        coco = load_coco(gt)
+    if not coco.categories:
+        raise DataError(f"{coco.path}: has no categories, so there is nothing to score "
+                        "(ground truth needs 'categories' and 'annotations')")
+    return coco
 
 
 def validate_results(results: Any, gt: dict, source: str = "predictions",
@@ -128,10 +131,10 @@ def _per_class_ap(ev: COCOeval, cat_id: Any) -> float:
     return float(p.mean()) if p.size else -1.0
 
 
-def coco_metrics(gt: str | Path | dict, results: list[dict], *, protocol: str = "coco",
+def coco_metrics(gt: str | Path | dict | CocoFile, results: list[dict], *, protocol: str = "coco",
                  iou_types: Iterable[str] = IOU_TYPES,
                  class_names: Sequence[str] | None = None) -> dict[str, float]:
-    """Score COCO ``results`` against ``gt`` (path or dict) with pycocotools COCOeval.
+    """Score COCO ``results`` against ``gt`` (path, dict or loaded ``CocoFile``) with pycocotools COCOeval.
 
     Returns ``{"<iou>/AP", "<iou>/AP50", "<iou>/AP75", "<iou>/APs", "<iou>/APm", "<iou>/APl",
     "<iou>/AP/<class>"}`` for each IoU type (``segm``, ``bbox``), values in 0..1 or -1 (nothing
@@ -144,7 +147,7 @@ def coco_metrics(gt: str | Path | dict, results: list[dict], *, protocol: str = 
     bad = [t for t in iou_types if t not in IOU_TYPES]
     if bad or not iou_types:
         raise DataError(f"unknown IoU types {bad} (choose from {', '.join(IOU_TYPES)})")
-    gt = load_ground_truth(gt)
+    gt = load_ground_truth(gt).to_dict()
     validate_results(results, gt, iou_types=iou_types)
     coco_gt = _coco_gt(gt)
     coco_dt = _coco_dt(coco_gt, results)
@@ -181,7 +184,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, *, device: str | torch.
     dist = distributed and torch.distributed.is_available() and torch.distributed.is_initialized()
     box: list[Any] = [None]
     if not dist or torch.distributed.get_rank() == 0:
-        box[0] = coco_metrics(dataset.ann_file, results, protocol=protocol,
+        box[0] = coco_metrics(dataset.coco, results, protocol=protocol,
                               class_names=dataset.classes)
     if dist:
         torch.distributed.broadcast_object_list(box, src=0)

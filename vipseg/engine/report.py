@@ -369,7 +369,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
     folder = out.with_name(REPORT_FILES if out.name == REPORT_HTML else out.stem)
     ensure_new_output(out, force)
     text, files = build_run_report(runs[0]) if len(runs) == 1 else build_comparison(runs)
-    with atomic_dir(folder, force=force) as tmp:
+    with atomic_dir(folder, force, command="report") as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
     atomic_write_text(out, text)

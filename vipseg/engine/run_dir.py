@@ -20,7 +20,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from vipseg.errors import OutputExistsError
+from vipseg.errors import OutputError, OutputExistsError
+from vipseg.utils.io import check_writable
 
 MAX_SUFFIX = 1000
 
@@ -30,14 +31,20 @@ def new_run_dir(parent: str | os.PathLike, now: datetime | None = None,
     """Create and return a fresh ``parent/<prefix>_<timestamp>[_k]`` folder (never an existing
     one); ``prefix`` is ``exp`` for training runs, ``exp_swa`` for SWA stages."""
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
     base = f"{prefix}_{(now or datetime.now()).strftime('%Y%m%d_%H%M%S')}"
+    check_writable(parent / base)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{parent}: cannot create the run folder there ({e.strerror or e})") from None
     for k in range(MAX_SUFFIX):
         candidate = parent / (base if k == 0 else f"{base}_{k}")
         try:
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as e:
+            raise OutputError(f"{candidate}: cannot create the run folder ({e.strerror or e})") from None
         return candidate
     raise OutputExistsError(f"{parent / base}: {MAX_SUFFIX} run folders with this name exist")
 

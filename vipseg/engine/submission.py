@@ -18,7 +18,7 @@ import torch
 
 from vipseg.config.schema import Config
 from vipseg.data.build import build_dataset, split_paths
-from vipseg.data.coco import read_json
+from vipseg.data.coco import load_coco, parse_json, read_json
 from vipseg.engine.evaluation import coco_metrics
 from vipseg.engine.predict import PredictOptions, predict_dataset, predict_options
 from vipseg.engine.tta import Member
@@ -41,7 +41,8 @@ def category_ids_from_config(cfg: Config, root: str | Path | None = None) -> lis
         tried.append(str(ann))
         if not ann.is_file():
             continue
-        by_name = {c["name"]: c["id"] for c in read_json(ann).get("categories", [])}
+        by_name = {c["name"]: c["id"]
+                   for c in load_coco(ann, require_annotations=False).categories}
         if all(name in by_name for name in cfg.dataset.classes):
             return [by_name[name] for name in cfg.dataset.classes]
     raise DataError(f"{' or '.join(tried)}: no annotation file names every class of "
@@ -81,31 +82,32 @@ def read_predictions(path: str | Path) -> Any:
             if len(names) != 1:
                 raise DataError(f"{p}: a submission zip must hold exactly one .json file, "
                                 f"found {len(names)}")
-            text = zf.read(names[0]).decode("utf-8")
+            raw = zf.read(names[0])
     except FileNotFoundError:
         raise DataError(f"{p}: prediction file not found") from None
-    except zipfile.BadZipFile:
-        raise DataError(f"{p}: not a valid zip file") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: {names[0]}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: is a folder, expected a prediction file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as e:
+        raise DataError(f"{p}: not a valid zip file ({e})") from None
+    return parse_json(raw, f"{p}: {names[0]}")
 
 
 def score_val_split(model: Models, cfg: Config, *, device: str | torch.device,
                     options: PredictOptions | None = None, protocol: str = "coco",
                     root: str | Path | None = None, out_dir: str | Path | None = None,
-                    force: bool = False, progress: bool = True) -> dict[str, float]:
+                    force: bool = False, progress: bool = True,
+                    inputs: Sequence[str | Path] = ()) -> dict[str, float]:
     """Predict and score the val split; with ``out_dir``, also write ``metrics.json`` and the
-    val predictions (``result.segm.json``) there (refused if present, unless ``force``).
+    val predictions (``result.segm.json``) there (refused if present, unless ``force``, or if
+    one is, or lies inside, one of ``inputs``: the files the command reads).
 
     ``model``: a detector or ensemble members; ``options`` default to
     ``predict_options(cfg, device)`` (pass ``tta=True`` ones for TTA)."""
     outputs = [Path(out_dir) / name for name in (METRICS_JSON, RESULT_JSON)] if out_dir else []
     for path in outputs:
-        ensure_new_output(path, force)
+        ensure_new_output(path, force, inputs=inputs)
     dataset = build_dataset(cfg, "val", train=False, root=root)
-    gt = read_json(dataset.ann_file)
+    gt = dataset.coco  # validated once, when the dataset was built
     options = options or predict_options(cfg, device)
     results = predict_dataset(model, dataset, device=device, options=options, progress=progress)
     metrics = coco_metrics(gt, results, protocol=protocol, class_names=cfg.dataset.classes)
@@ -118,16 +120,18 @@ def score_val_split(model: Models, cfg: Config, *, device: str | torch.device,
 def export_test_submission(model: Models, cfg: Config, out_dir: str | Path, *,
                            device: str | torch.device, options: PredictOptions | None = None,
                            root: str | Path | None = None, force: bool = False,
-                           progress: bool = True) -> dict[str, Any]:
+                           progress: bool = True,
+                           inputs: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Predict the (images-only) test split and write the submission into ``out_dir``
     (``model`` and ``options`` as for ``score_val_split``).
 
     Returns a summary: ``result`` and ``zip`` paths, ``images``, ``images_with_predictions``
-    and ``predictions`` counts. Existing outputs are refused unless ``force``.
+    and ``predictions`` counts. Existing outputs are refused unless ``force``; ``inputs`` as
+    in :func:`score_val_split`.
     """
     out = Path(out_dir)
     for name in (RESULT_JSON, SUBMISSION_ZIP):
-        ensure_new_output(out / name, force)
+        ensure_new_output(out / name, force, inputs=inputs)
     category_ids = category_ids_from_config(cfg, root)
     dataset = build_dataset(cfg, "test", train=False, root=root)
     options = options or predict_options(cfg, device)

@@ -54,13 +54,14 @@ from vipseg.engine.optim import build_optimizer, build_scheduler
 from vipseg.engine.predict import predict_options
 from vipseg.engine.progress import Progress
 from vipseg.engine.report import write_report
+from vipseg.engine.resume import plan_resume
 from vipseg.engine.run_dir import RunLog, new_run_dir
 from vipseg.engine.run_history import save_val_predictions, write_results_csv
 from vipseg.engine.time_budget import ESTIMATE_AFTER, TimeBudget
 from vipseg.engine.train_loader import TrainLoader
 from vipseg.errors import ConfigError, DataError, TrainingError
 from vipseg.models.build import build_model
-from vipseg.utils.io import atomic_write_text
+from vipseg.utils.io import atomic_write_text, check_writable, remove_stale_temps
 
 BEST_KEY = "segm/AP"
 
@@ -121,6 +122,7 @@ class Trainer:
                                   options.epochs * self.iters_per_epoch)
                        if options.time_budget else None)
         self.val_seconds = 0.0  # duration of the last validation
+        self.notes: list[str] = []  # messages for the log, from before it was opened
 
     # ------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -143,8 +145,8 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
-        """Restore everything :meth:`state_dict` saved; RNG states only if the world size
-        matches (otherwise each rank is re-seeded from ``seed + rank + iteration``)."""
+        """Restore everything :meth:`state_dict` saved but the RNG states
+        (:meth:`restore_rng`, called last, right before :meth:`fit`)."""
         load_weights(ddp.unwrap(self.model), state["model"], source)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -162,15 +164,19 @@ class Trainer:
         self.last_good = source
         if self.budget is not None:
             self.budget.load_state_dict(state.get("time_budget"))
+        for hook in self.hooks:
+            hook.load_state_dict(self, state, source)
+
+    def restore_rng(self, state: dict[str, Any], source: Path) -> None:
+        """The RNG states of ``state`` if the world size matches (otherwise each rank is
+        re-seeded from ``seed + rank + iteration``)."""
         rng = state.get("rng") or []
         if len(rng) == self.ctx.world_size:
             restore_rng_state(rng[self.ctx.rank])
         else:
-            self.log.info(f"{source}: saved by {len(rng)} process(es), resuming with "
-                          f"{self.ctx.world_size}: random states re-seeded")
+            self.notes.append(f"{source}: saved by {len(rng)} process(es), resuming with "
+                              f"{self.ctx.world_size}: random states re-seeded")
             ddp.seed_everything(self.opt.seed + self.ctx.rank + self.iteration)
-        for hook in self.hooks:
-            hook.load_state_dict(self, state, source)
 
     def _save(self, names: list[str]) -> None:
         state = self.state_dict()
@@ -401,12 +407,16 @@ def resolve_resume(resume: str | os.PathLike | bool | None, name_dir: Path) -> P
 def train(cfg: Config, name: str, *, work_dir: str | os.PathLike = "output",
           data_root: str | os.PathLike | None = None,
           resume: str | os.PathLike | bool | None = None, device: str | None = None,
-          model: nn.Module | None = None, stage: Stage | None = None) -> TrainResult:
+          model: nn.Module | None = None, stage: Stage | None = None,
+          resume_from_older: bool = False) -> TrainResult:
     """Train ``cfg`` as run ``name`` under ``work_dir/name/exp_<timestamp>/``.
 
     ``resume``: a checkpoint path, or ``True`` for the newest ``last.pth`` under
     ``work_dir/name``; the run then continues in that checkpoint's folder (its config.yaml is
-    kept; this session's config goes to ``config_resume_<iteration>.yaml``). ``data_root``
+    kept; this session's config goes to ``config_resume_<iteration>.yaml``); a checkpoint
+    older than the run's newest, or config changes a resume cannot honour, are refused before
+    anything is written (:mod:`vipseg.engine.resume`); ``resume_from_older`` continues from
+    an older checkpoint in a new run folder instead. ``data_root``
     replaces ``cfg.dataset.root``, also in the saved config. ``device``: "cpu",
     "cuda" or None (CUDA if available). ``model`` replaces ``build_model(cfg)`` (tests).
     ``cfg.train.init_from`` starts a new run from a checkpoint's model weights (ignored on
@@ -416,28 +426,36 @@ def train(cfg: Config, name: str, *, work_dir: str | os.PathLike = "output",
     ctx = ddp.init_distributed(device)
     try:
         return _train(cfg, name, ctx, Path(work_dir), data_root, resume, model,
-                      stage or Stage())
+                      stage or Stage(), resume_from_older)
     finally:
         ddp.shutdown_distributed(ctx)
 
 
 def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
            data_root: str | os.PathLike | None, resume: str | os.PathLike | bool | None,
-           model: nn.Module | None, stage: Stage) -> TrainResult:
+           model: nn.Module | None, stage: Stage,
+           resume_from_older: bool = False) -> TrainResult:
     t = cfg.train
     check_amp(t.amp, ctx.device)
+    check_writable(work_dir / name / "exp")  # a file in the way is an error before the work
     if data_root is not None:  # recorded in config.yaml and the checkpoints
         cfg = replace(cfg, dataset=replace(cfg.dataset, root=str(data_root)))
     ddp.seed_everything(t.seed + ctx.rank)
     ckpt_path = ddp.broadcast_object(
         resolve_resume(resume, work_dir / name) if ctx.is_main else None, ctx)
     state = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    plan = (plan_resume(ckpt_path, state, cfg, from_older=resume_from_older)
+            if state is not None else None)
 
-    # Everything a config error can stop is built before the run folder exists.
+    # Everything a bad config, file or checkpoint can stop is checked before the run folder
+    # is created or written to (images included: headers and truncation).
     train_set = build_dataset(cfg, "train", train=True)
     if len(train_set) == 0:
         raise DataError(f"{train_set.ann_file}: no training images")
     val_set = build_dataset(cfg, "val", train=False) if t.val_interval > 0 else None
+    for dataset in (train_set, val_set):
+        if dataset is not None:
+            dataset.check_image_files()
     index_sampler, batch_sampler = build_batch_sampler(train_set, ctx, t.batch_size, t.seed,
                                                        t.aspect_ratio_grouping)
     model = (model if model is not None else build_model(cfg)).to(ctx.device)
@@ -454,43 +472,46 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
     scheduler = build_scheduler(optimizer, cfg.schedule, len(batch_sampler), t.epochs)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
     config_text = dump_config(cfg)
+    model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
 
-    run_dir = None
+    val_options = predict_options(cfg, ctx.device)  # exactly what `vipseg test` uses
+    run_dir: Path | None = None  # set below, before the first validation
+
+    def evaluate(m: nn.Module) -> dict:
+        metrics, results = evaluate_model(m, val_set, device=ctx.device, options=val_options,
+                                          distributed=ctx.distributed, return_results=True)
+        if run_dir is not None and ctx.is_main:  # what the report draws
+            save_val_predictions(run_dir, results, ann_file=val_set.ann_file,
+                                 images_dir=val_set.images_dir, classes=val_set.classes)
+        return metrics
+
+    trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                      dataset=train_set, index_sampler=index_sampler,
+                      batch_sampler=batch_sampler, ctx=ctx, log=RunLog(None), options=t,
+                      evaluate=evaluate if val_set is not None else None,
+                      config_text=config_text, hooks=hooks, save_best=stage.save_best)
+    if state is not None:  # a checkpoint that does not fit fails here, before any write
+        trainer.load_state_dict(state, ckpt_path)
+
     if ctx.is_main:
-        if state is None:
+        if plan is None or plan.run_dir is None:  # a new run, or a branch of an older one
             run_dir = new_run_dir(work_dir / name, prefix=stage.run_prefix)
             atomic_write_text(run_dir / "config.yaml", config_text)
         else:  # the run's config.yaml stays as it started; each session records its own
-            run_dir = ckpt_path.parent
+            run_dir = plan.run_dir
+            remove_stale_temps(run_dir)  # left by a killed session
             atomic_write_text(run_dir / f"config_resume_{int(state['iteration'])}.yaml",
                               config_text)
     run_dir = ddp.broadcast_object(run_dir, ctx)
     log = RunLog(run_dir if ctx.is_main else None,
-                 purge_step=int(state["iteration"]) + 1 if state else None)
+                 purge_step=int(state["iteration"]) + 1 if plan and plan.run_dir else None)
+    trainer.log = trainer.progress.log = log
     try:
-        log.info(f"run folder: {run_dir}" + (f" (resumed from {ckpt_path})" if state else ""))
-        for note in notes:
+        log.info(f"run folder: {run_dir}" + (f" ({plan.describe(ckpt_path)})" if plan else ""))
+        if state is not None:  # last: nothing between here and the first step draws numbers
+            trainer.restore_rng(state, ckpt_path)
+        for note in notes + trainer.notes:
             log.info(note)
-        model = ddp.wrap_ddp(model, ctx, t.find_unused_parameters)
-
-        val_options = predict_options(cfg, ctx.device)  # exactly what `vipseg test` uses
-
-        def evaluate(m: nn.Module) -> dict:
-            metrics, results = evaluate_model(m, val_set, device=ctx.device,
-                                              options=val_options, distributed=ctx.distributed,
-                                              return_results=True)
-            if run_dir is not None and ctx.is_main:  # what the report draws
-                save_val_predictions(run_dir, results, ann_file=val_set.ann_file,
-                                     images_dir=val_set.images_dir, classes=val_set.classes)
-            return metrics
-
-        trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                          dataset=train_set, index_sampler=index_sampler,
-                          batch_sampler=batch_sampler, ctx=ctx, log=log, options=t,
-                          evaluate=evaluate if val_set is not None else None,
-                          config_text=config_text, hooks=hooks, save_best=stage.save_best)
-        if state is not None:
-            trainer.load_state_dict(state, ckpt_path)
         result = trainer.fit()
         if ctx.is_main:
             write_final_report(run_dir, log)

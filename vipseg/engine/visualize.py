@@ -108,7 +108,7 @@ def predict_images(model: torch.nn.Module, cfg: Config, inputs: str | Path, out_
     paths, names = list_images(inputs)
     out = Path(out_dir)
     for name in [PREDICTIONS_JSON, *(overlay_name(n) for n in names)]:
-        ensure_new_output(out / name, force)
+        ensure_new_output(out / name, force, inputs=[inputs])
     dataset = ImageFiles(paths, names, cfg.dataset.classes, category_ids, cfg.dataset.test_scale)
     results = predict_dataset(model, dataset, device=device,
                               options=options or predict_options(cfg, device),

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from vipseg.data.transforms.basic import packed_target
-from vipseg.errors import ConfigError, OutputExistsError
-from vipseg.utils.io import atomic_write_bytes
+from vipseg.errors import ConfigError
+from vipseg.utils.io import atomic_dir, atomic_write_bytes, ensure_new_output
 from vipseg.utils.packed_masks import unpack_crops
 
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -48,44 +48,45 @@ def draw_sample(image: torch.Tensor, target: dict, classes: Sequence[str],
     return canvas
 
 
-def _prepare_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputExistsError(f"{out_dir}: output exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise OutputExistsError(f"{out_dir}: output folder is not empty (use --force to write into it)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+COMMAND = "data browse"
 
 
 def browse(dataset: Any, classes: Sequence[str], out_dir: str | Path, num: int, seed: int = 0,
-           force: bool = False, show: bool = False) -> list[Path]:
+           force: bool = False, show: bool = False,
+           inputs: Sequence[str | Path] = ()) -> list[Path]:
     """Write ``num`` samples of ``dataset`` (visited in a seeded random order, cycling) as
     ``out_dir/NNNN_<image_id>.png``; ``show`` also opens each in a window (needs
     :func:`has_gui`). Returns the paths.
 
-    Seeds torch with ``seed`` first, so the same seed draws the same augmentations.
+    The folder appears complete or not at all (written to a temporary folder, then renamed);
+    an existing one is replaced only with ``force`` and only if an earlier browse wrote it.
+    ``inputs`` (config, dataset root) may not be or hold the output. Seeds torch with ``seed``
+    first, so the same seed draws the same augmentations.
     """
     if len(dataset) == 0:
         raise ConfigError("the dataset has no images to browse")
     out = Path(out_dir)
-    _prepare_dir(out, force)
+    ensure_new_output(out, force, folder=True, inputs=inputs, command=COMMAND)
     torch.manual_seed(seed)
     order = torch.randperm(len(dataset)).tolist()
-    paths = []
-    for k in range(num):
-        image, target = dataset[order[k % len(order)]]
-        rgb = draw_sample(image, target, classes)
-        ident = re.sub(r"[^A-Za-z0-9._-]+", "_", str(target["image_id"]))
-        path = out / f"{k:04d}_{ident}.png"
-        png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1]
-        atomic_write_bytes(path, png.tobytes())
-        paths.append(path)
-        if show:
-            cv2.imshow("vipseg data browse (any key: next, q: quit)", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            if cv2.waitKey(0) & 0xFF == ord("q"):
-                break
+    names = []
+    with atomic_dir(out, force, command=COMMAND, inputs=inputs) as tmp:
+        for k in range(num):
+            image, target = dataset[order[k % len(order)]]
+            rgb = draw_sample(image, target, classes)
+            ident = re.sub(r"[^A-Za-z0-9._-]+", "_", str(target["image_id"]))
+            name = f"{k:04d}_{ident}.png"
+            png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1]
+            atomic_write_bytes(tmp / name, png.tobytes())
+            names.append(name)
+            if show:
+                cv2.imshow("vipseg data browse (any key: next, q: quit)",
+                           cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                if cv2.waitKey(0) & 0xFF == ord("q"):
+                    break
     if show:
         cv2.destroyAllWindows()
-    return paths
+    return [out / name for name in names]
 
 
 def has_gui() -> bool:

@@ -104,7 +104,7 @@ def check(ann_file: str | Path, images_dir: str | Path | None = None,
           json_out: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """:func:`summarize`, optionally writing the summary as JSON (atomic, ``force`` to replace)."""
     if json_out is not None:
-        ensure_new_output(json_out, force)
+        ensure_new_output(json_out, force, inputs=[ann_file, images_dir])
     s = summarize(ann_file, images_dir)
     if json_out is not None:
         atomic_write_json(json_out, s, indent=2)

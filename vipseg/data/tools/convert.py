@@ -35,7 +35,7 @@ def convert(in_file: str | Path, out_file: str | Path, to: Target, *, force: boo
     """
     if to not in ("polygon", "rle"):
         raise ValueError(f"unknown target format {to!r}")
-    ensure_new_output(out_file, force)
+    ensure_new_output(out_file, force, inputs=[in_file])
     coco = load_coco(in_file)
     ious: list[tuple[float, Any]] = []
     kept: list[dict[str, Any]] = []

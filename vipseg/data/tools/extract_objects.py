@@ -29,6 +29,7 @@ from vipseg.utils.io import atomic_dir, atomic_write_json, ensure_new_output
 from vipseg.errors import DataError
 
 INDEX = "index.json"
+COMMAND = "data extract-objects"
 
 
 def _safe(name: Any) -> str:
@@ -44,7 +45,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 def extract_objects(ann_file: str | Path, images_dir: str | Path, out_dir: str | Path, *,
                     force: bool = False, progress: bool = False) -> dict[str, Any]:
     """Write the object bank of ``ann_file`` (images under ``images_dir``) to ``out_dir``."""
-    ensure_new_output(out_dir, force)
+    ensure_new_output(out_dir, force, folder=True, inputs=[ann_file, images_dir], command=COMMAND)
     coco = load_coco(ann_file, images_dir=images_dir)
     folder = {c["id"]: _safe(c["name"]) for c in coco.categories}
     if len(set(folder.values())) != len(folder):
@@ -57,7 +58,7 @@ def extract_objects(ann_file: str | Path, images_dir: str | Path, out_dir: str |
     if progress:
         from tqdm import tqdm
         images = tqdm(images, desc="extract-objects", unit="img")
-    with atomic_dir(out_dir, force) as tmp:
+    with atomic_dir(out_dir, force, command=COMMAND, inputs=[ann_file, images_dir]) as tmp:
         for name in folder.values():
             (tmp / name).mkdir()
         for img in images:

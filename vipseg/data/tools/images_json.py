@@ -2,10 +2,11 @@
 
 The images come from a folder (every image file in it and its sub-folders) or from a text
 file of names, one per line (blank lines and lines starting with ``#`` ignored; names relative
-to ``images_dir``, by default the list file's folder). Image sizes are read from the files'
-headers. Ids are stable: 1..N over the sorted names, or, with ``ids_from``, the ids (and the
-categories) of an existing COCO file, matched by ``file_name`` (or by base name when that is
-unique), so that predictions carry the ids the evaluation server expects.
+to ``images_dir``, by default the list file's folder). Every image is decoded in full, as
+``data check --images`` does (the same check), so a truncated or corrupt file is refused here
+and not later. Ids are stable: 1..N over the sorted names, or, with ``ids_from``, the ids (and
+the categories) of an existing COCO file, matched by ``file_name`` (or by base name when that
+is unique), so that predictions carry the ids the evaluation server expects.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def list_images(source: str | Path, images_dir: str | Path | None = None
 def images_json(source: str | Path, out: str | Path, *, ids_from: str | Path | None = None,
                 images_dir: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """Write the images-only COCO file ``out`` for ``source``; returns a report."""
-    ensure_new_output(out, force)
+    ensure_new_output(out, force, inputs=[source, ids_from, images_dir])
     root, names, lines = list_images(source, images_dir)
     categories: list[dict] = []
     ids: dict[str, Any] = {}
@@ -93,7 +94,7 @@ def images_json(source: str | Path, out: str | Path, *, ids_from: str | Path | N
     images = []
     for k, name in enumerate(names, 1):
         try:
-            w, h = image_size(root / name)
+            w, h = image_size(root / name, decode=True)  # the check of `data check --images`
         except DataError as e:
             if name not in lines:
                 raise

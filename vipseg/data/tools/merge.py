@@ -18,6 +18,9 @@ from vipseg.utils.io import atomic_dir, atomic_write_json, ensure_new_output, li
 from vipseg.errors import DataError
 
 
+COMMAND = "data merge"
+
+
 def default_images_dir(ann_file: Path) -> Path:
     """The VIPriors layout: ``root/train.json`` ↔ ``root/train/``."""
     return ann_file.parent / ann_file.stem
@@ -47,12 +50,14 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
                         "annotation files (give one per file, in the same order)")
     if images_dirs is not None and images_out is None:
         raise DataError("--images needs --images-out (the folder to link or copy images into)")
-    ensure_new_output(out, force)
     if images_out is not None:
-        ensure_new_output(images_out, force)
         dirs = [Path(d) for d in images_dirs] if images_dirs else [default_images_dir(p) for p in inputs]
     else:
         dirs = [None] * len(inputs)
+    sources = [*inputs, *dirs]
+    ensure_new_output(out, force, inputs=sources)
+    if images_out is not None:
+        ensure_new_output(images_out, force, folder=True, inputs=sources, command=COMMAND)
     cocos: list[CocoFile] = [load_coco(p, images_dir=d) for p, d in zip(inputs, dirs)]
 
     ref = cocos[0]
@@ -98,7 +103,7 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
     }
     modes: dict[str, int] = {}
     if images_out is not None:
-        with atomic_dir(images_out, force) as tmp:
+        with atomic_dir(images_out, force, command=COMMAND, inputs=sources) as tmp:
             for src, name in links:
                 mode = link_or_copy(src, tmp / name, copy)
                 modes[mode] = modes.get(mode, 0) + 1

@@ -16,7 +16,6 @@ remain.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from vipseg.data.coco import read_json
 from vipseg.data.masks import decode
 from vipseg.data.transforms.court import estimate_court, whole_image
 from vipseg.data.transforms.photometric import adjust_brightness_contrast
@@ -61,13 +61,12 @@ class ObjectBank:
                  cache_size: int = 512) -> None:
         self.folder = Path(folder)
         index = self.folder / "index.json"
-        try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not index.is_file():
             raise DataError(f"{index}: object bank index not found "
-                            "(write it with `vipseg data extract-objects`)") from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"{index}: invalid JSON at line {e.lineno}: {e.msg}") from None
+                            "(write it with `vipseg data extract-objects`)")
+        data = read_json(index)  # the one JSON loader (duplicate keys refused)
+        if not isinstance(data, dict):
+            raise DataError(f"{index}: not an object bank index (expected a JSON object)")
         names = [c["name"] for c in data.get("categories", [])]
         self.classes = list(classes) if classes is not None else names
         self.objects: list[dict] = []

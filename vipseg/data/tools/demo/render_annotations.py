@@ -154,15 +154,15 @@ def render_annotations(ann_file: str | Path, out: str | Path, seed: int = 0, for
     visible pixel left, not written) and ``balls`` (added).
     """
     coco = load_coco(ann_file)
+    rels = [_safe_relpath(coco, img["file_name"]) for img in coco.images]  # before any write
     mapping, categories = _category_map(coco)
     stem = Path(ann_file).stem
     anns_out: list[dict] = []
     ids = [a["id"] for a in coco.annotations]
     next_id = max([i for i in ids if isinstance(i, int)], default=0) + 1
     balls, cut, dropped = 0, 0, []
-    with atomic_dir(out, force) as tmp:
-        for i, img in enumerate(coco.images):
-            rel = _safe_relpath(coco, img["file_name"])
+    with atomic_dir(out, force, command="data render", inputs=[ann_file]) as tmp:
+        for i, (img, rel) in enumerate(zip(coco.images, rels)):
             anns = coco.anns_by_image.get(img["id"], [])
             rles_in = [coco.rle(a) for a in anns]
             is_ball = [mapping[a["category_id"]] == BALL for a in anns]

@@ -106,7 +106,7 @@ def write_demo_dataset(out: str | Path, counts: dict[str, int], sizes: list[tupl
     ``counts`` maps split -> number of images. Returns split -> number of instances.
     """
     summary = {}
-    with atomic_dir(out, force) as tmp:
+    with atomic_dir(out, force, command="data demo") as tmp:
         for split in SPLITS:
             coco = render_split(tmp, split, counts.get(split, 0), sizes, seed, progress)
             summary[split] = len(coco["annotations"])

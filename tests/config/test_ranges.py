@@ -1,0 +1,105 @@
+"""Every numeric config key is range-checked: one-line errors naming the key and the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+from vipseg.config import Config, load_config
+from vipseg.config.ranges import CHECKED_BY_SECTION, RANGES, numeric_leaves
+from vipseg.errors import ConfigError
+
+
+def numeric_keys(cls: type, prefix: str = "") -> list[str]:
+    """Dotted keys of every field whose type holds a number (int / float, in lists, mappings
+    or Optional), found from the schema's type hints (not from default values)."""
+    keys = []
+    for name, tp in typing.get_type_hints(cls).items():
+        key = f"{prefix}.{name}" if prefix else name
+        inner = _unwrap(tp)
+        if dataclasses.is_dataclass(inner):
+            keys += numeric_keys(inner, key)
+        elif _holds_number(tp):
+            keys.append(key)
+    return keys
+
+
+def _unwrap(tp):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) \
+        and len(args) == 1 else tp
+
+
+def _holds_number(tp) -> bool:
+    if tp in (int, float):
+        return True
+    if typing.get_origin(tp) is typing.Literal:
+        return False
+    return any(_holds_number(a) for a in typing.get_args(tp))
+
+
+def test_every_numeric_key_has_a_range():
+    keys = numeric_keys(Config)
+    unchecked = [k for k in keys if k not in RANGES and not k.startswith(CHECKED_BY_SECTION)]
+    assert not unchecked, f"add these keys to vipseg/config/ranges.py RANGES: {unchecked}"
+    assert not [k for k in RANGES if k not in keys], "RANGES names keys the schema lacks"
+
+
+def test_the_defaults_and_the_shipped_configs_are_in_range(repo):
+    for key, shown, value in numeric_leaves(Config()):
+        r = RANGES.get(key)
+        assert r is None or r.holds(value), (shown, value)
+    for path in sorted((repo / "configs/exp").rglob("*.yaml")):
+        load_config(path)
+
+
+def _bad_value(key: str) -> str:
+    r = RANGES[key]
+    v = (r.low - 1) if r.low is not None else (r.high + 1)
+    if r.low is not None and r.low_open:
+        v = r.low
+    scalar = str(int(v)) if float(v).is_integer() else str(v)
+    current = _default_of(key)
+    if isinstance(current, list):
+        return "[" + ", ".join([scalar] * max(1, len(current))) + "]"
+    return scalar
+
+
+def _default_of(key: str):
+    obj = Config()
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_out_of_range_value_names_the_key_and_the_file(tmp_path, key):
+    cfg = tmp_path / "c.yaml"
+    *parents, leaf = key.split(".")
+    text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents))
+    cfg.write_text(text + f"{'  ' * len(parents)}{leaf}: {_bad_value(key)}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    msg = str(err.value)
+    assert msg.startswith(f"{cfg}: config key '{key}") and "must be" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_nan_and_infinity_are_refused_for_every_float(tmp_path, value):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"optimizer:\n  lr: {value}\n")
+    with pytest.raises(ConfigError, match=f"{cfg}: config key 'optimizer.lr': expected a finite"):
+        load_config(cfg)
+
+
+def test_repeated_yaml_key_and_missing_sections_are_one_line_errors(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epochs: 1\ntrain:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="invalid YAML at line 3: the key 'train' is repeated"):
+        load_config(cfg)
+    cfg.write_text("")
+    with pytest.raises(ConfigError, match="no 'model' and 'dataset' sections"):
+        load_config(cfg, require=("model", "dataset"))
+    load_config(cfg)  # a library caller may still start from the defaults
