@@ -6,6 +6,7 @@ import dataclasses
 import typing
 
 import pytest
+import yaml
 
 from vipseg.config import Config, load_config
 from vipseg.config.ranges import CHECKED_BY_SECTION, RANGES, numeric_leaves
@@ -56,21 +57,40 @@ def test_the_defaults_and_the_shipped_configs_are_in_range(repo):
 
 
 def _bad_value(key: str) -> str:
+    """A YAML value shaped like the key's default (lists and mappings kept) whose every
+    number is just outside the key's range."""
     r = RANGES[key]
     v = (r.low - 1) if r.low is not None else (r.high + 1)
     if r.low is not None and r.low_open:
         v = r.low
     scalar = str(int(v)) if float(v).is_integer() else str(v)
-    current = _default_of(key)
-    if isinstance(current, list):
-        return "[" + ", ".join([scalar] * max(1, len(current))) + "]"
-    return scalar
+
+    def shaped(value) -> str:
+        if isinstance(value, list):
+            return "[" + ", ".join(shaped(x) for x in value) + "]" if value else f"[{scalar}]"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {shaped(x)}" for k, x in value.items()) + "}" \
+                if value else f"{{human: {scalar}}}"
+        return scalar
+
+    return shaped(_default_of(key))
+
+
+GATED = ("mask_iou", "semantic")
 
 
 def _default_of(key: str):
+    """The default of ``key``; an optional section that defaults to None is taken at its own
+    defaults (``model.backbone.composite`` -> ``CompositeConfig()``)."""
     obj = Config()
     for part in key.split("."):
-        obj = getattr(obj, part)
+        parent, obj = obj, getattr(obj, part)
+        if obj is None:
+            hint = typing.get_type_hints(type(parent))[part]
+            section = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+            if not section:  # an optional number (train.clip_grad): a scalar
+                return None
+            obj = section[0]()
     return obj
 
 
@@ -78,12 +98,24 @@ def _default_of(key: str):
 def test_out_of_range_value_names_the_key_and_the_file(tmp_path, key):
     cfg = tmp_path / "c.yaml"
     *parents, leaf = key.split(".")
-    text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents))
-    cfg.write_text(text + f"{'  ' * len(parents)}{leaf}: {_bad_value(key)}\n")
+    tree: dict = {}
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = yaml.safe_load(_bad_value(key))
+    # keys that act only where their section is on (mask-IoU, the semantic branch) or in a
+    # cascade (stages): switch those on, so that the range is what is checked
+    if parents[-1] in GATED:
+        node["enabled"] = True
+    if parents[:2] in (["model", "cascade"], ["model", "semantic"]):
+        tree["model"]["family"] = "htc"
+    cfg.write_text(yaml.safe_dump(tree))
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
     msg = str(err.value)
-    assert msg.startswith(f"{cfg}: config key '{key}") and "must be" in msg and "\n" not in msg
+    # the range table's message, or the same check in the key's section (one line either way)
+    assert msg.startswith(f"{cfg}: ") and key in msg and "\n" not in msg
+    assert "must be" in msg or "positive" in msg
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])

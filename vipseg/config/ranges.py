@@ -101,6 +101,40 @@ RANGES: dict[str, Range] = {
     "test.mask_thresh": UNIT,
     "test.score_thresh": UNIT,
     "test.paste_chunk": AT_LEAST_1,
+    # the model zoo (cascade, HTC, mask-IoU, Seesaw) and composite backbones
+    "model.backbone.composite.copies": Range(2, 4),
+    "model.backbone.composite.aux_weight": UNIT,
+    "model.roi_heads.box_head_fcs": AT_LEAST_0,
+    "model.roi_heads.box_loss_weight": AT_LEAST_0,
+    "model.roi_heads.seesaw.p": AT_LEAST_0,
+    "model.roi_heads.seesaw.q": AT_LEAST_0,
+    "model.roi_heads.seesaw.temperature": POSITIVE,
+    "model.cascade.iou_thresholds": UNIT_POSITIVE,
+    "model.cascade.stage_loss_weights": AT_LEAST_0,
+    "model.cascade.bbox_reg_weights": POSITIVE,
+    "model.mask_iou.num_convs": AT_LEAST_1,
+    "model.mask_iou.conv_channels": AT_LEAST_1,
+    "model.mask_iou.fc_dim": AT_LEAST_1,
+    "model.mask_iou.loss_weight": AT_LEAST_0,
+    "model.semantic.fusion_level": AT_LEAST_0,
+    "model.semantic.num_convs": AT_LEAST_1,
+    "model.semantic.loss_weight": AT_LEAST_0,
+    # EMA, time budget, SWA
+    "train.ema.decay": BELOW_1,
+    "train.time_budget": POSITIVE,  # seconds when a number; "10m"-style text is parsed
+    "swa.epochs": AT_LEAST_1,
+    "swa.optimizer.lr": POSITIVE,
+    "swa.optimizer.momentum": BELOW_1,
+    "swa.optimizer.betas": BELOW_1,
+    "swa.optimizer.weight_decay": AT_LEAST_0,
+    "swa.cycle_ratio": UNIT_POSITIVE,
+    "swa.update_every": AT_LEAST_0,
+    # testing: post-processing and TTA
+    "test.post.one_ball.min_score": UNIT,
+    "test.post.max_per_class": AT_LEAST_1,
+    "tta.scales": POSITIVE,
+    "tta.iou_thresh": UNIT_POSITIVE,
+    "tta.max_detections": AT_LEAST_1,
 }
 
 #: numeric keys checked by their section's ``validate()`` (the whole ``augment`` tree).
