@@ -300,7 +300,7 @@ def test_train_work_dir_under_a_file_is_refused_before_any_work(world, capsys):
 def test_test_out_file_is_refused_before_predicting(world, capsys, monkeypatch):
     import vipseg.engine.submission as submission
 
-    monkeypatch.setattr(submission, "_predict", lambda *a, **k: pytest.fail("predicted"))
+    monkeypatch.setattr(submission, "predict_dataset", lambda *a, **k: pytest.fail("predicted"))
     (world / "result.txt").write_text("x")
     assert_refused(world, argv_of("test", world, world / "result.txt"), capsys,
                    expect="is a file, not a folder")
@@ -414,6 +414,8 @@ def test_an_error_after_a_progress_bar_starts_its_own_line(world, capsys, monkey
             return load_raw(self, index)
 
         monkeypatch.setattr(CocoInstanceDataset, "load_raw", failing)
+        # the training bar is drawn on terminals only (one line per interval elsewhere)
+        monkeypatch.setattr("vipseg.engine.progress._is_terminal", lambda stream: True)
     else:
         IMAGE_FAULTS["truncated PNG"](sorted((world / "data" / "train").glob("*.png"))[-1])
     code, err = run(argv_of(command, world), capsys)

@@ -16,6 +16,7 @@ from vipseg.engine.evaluation import coco_metrics
 from vipseg.engine.report import load_run, write_report
 from vipseg.engine.run_history import read_metrics, save_val_predictions, write_results_csv
 from vipseg.errors import DataError, OutputError, OutputExistsError
+from vipseg.utils.io import MARKER
 
 TINY = Path(__file__).resolve().parents[2] / "configs/exp/mask_rcnn/tiny_cpu.yaml"
 CLASSES = ["human", "ball"]
@@ -84,7 +85,7 @@ def test_report_holds_every_section(tmp_path, val_data):
     assert [c[0] for c in captions] == [names[i] for i, _ in worst + best]
     assert text.count('src="data:image/jpeg;base64,') == 16
     assert text.count('src="data:image/png;base64,') == 4
-    pngs = sorted(p.name for p in (run / "report").iterdir())
+    pngs = sorted(p.name for p in (run / "report").iterdir() if p.name != MARKER)
     assert pngs == ["error_breakdown.png", "pr_curves.png", "training_curves.png",
                     "validation_ap.png"]
     assert all((run / "report" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
@@ -132,7 +133,7 @@ def test_comparison_overlays_runs_and_puts_tables_side_by_side(tmp_path, val_dat
     assert text.count('<table class="ap-table">') == 2
     ap = re.findall(r'<td data-key="segm/AP">([^<]*)</td>', text)
     assert ap == [f"{known_a['metrics']['segm/AP']:.3f}", f"{known_b['metrics']['segm/AP']:.3f}"]
-    assert sorted(p.name for p in (tmp_path / "compare").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "compare").iterdir() if p.name != MARKER) == [
         "training_curves.png", "validation_ap.png"]
 
 

@@ -113,7 +113,7 @@ def test_a_failed_resume_writes_nothing_into_the_run(run):
     state["model"].pop(next(iter(state["model"])))
     torch.save(state, run_dir / "last.pth")
     before = tree_hash(run_dir)
-    with pytest.raises(DataError, match="does not fit this config's model"):
+    with pytest.raises(DataError, match="weights do not match the config's model"):
         train(cfg_of(root), "run", work_dir=run_dir.parents[1], resume=run_dir / "last.pth",
               device="cpu")
     assert tree_hash(run_dir) == before  # no config_resume_*.yaml, no TensorBoard file

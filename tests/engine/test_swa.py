@@ -118,7 +118,7 @@ def test_init_from_another_class_count_loads_all_but_the_class_layers(shapes, tm
     target = build_model(tiny_cfg(shapes))
     line = warm_start(target, path, strict=False)
     skipped = {f"roi_heads.{layer}.{kind}" for kind in ("weight", "bias") for layer in (
-        "box_predictor.cls_score", "box_predictor.bbox_pred", "mask_predictor.mask_fcn_logits")}
+        "box_predictor.cls_score", "box_predictor.bbox_pred", "mask_head.logits")}
     total = len(source.state_dict())
     assert line.startswith(f"init_from {path}: {total - 6} tensors loaded; 6 skipped "
                            "(shape differs): ") and "\n" not in line

@@ -39,7 +39,7 @@ PR_IOUS = (0.5, 0.75)
 
 
 def _prepare(gt: str | Path | dict, results: list[dict], iou_type: str) -> tuple[dict, COCO, COCO]:
-    gt = load_ground_truth(gt)
+    gt = load_ground_truth(gt).to_dict()
     validate_results(results, gt, iou_types=(iou_type,))
     coco_gt = _coco_gt(gt)
     return gt, coco_gt, _coco_dt(coco_gt, results)

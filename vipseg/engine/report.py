@@ -299,7 +299,7 @@ def _analysis(run: RunData, files: dict[str, bytes]) -> list[str]:
     """PR curves, error breakdown and image pairs from the last validation's predictions."""
     assert run.val_meta is not None and run.val_results is not None
     try:
-        gt = load_ground_truth(run.val_meta["ann_file"])
+        gt = load_ground_truth(run.val_meta["ann_file"]).to_dict()
     except VipsegError as e:
         return ["<h2>Precision-recall, errors, images</h2>", _missing(str(e))]
     results = run.val_results
