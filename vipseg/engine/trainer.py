@@ -350,7 +350,7 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
     model = (model if model is not None else build_model(cfg)).to(ctx.device)
     wants_sync = t.sync_bn or "SyncBN" in (cfg.model.backbone.norm, cfg.model.neck.norm,
                                            cfg.model.roi_heads.norm)
-    notes: list[str] = []
+    notes: list[str] = [train_set.cache_note] if train_set.cache_note else []
     model = ddp.sync_batchnorm(model, ctx, wants_sync, notes.append)
     optimizer = build_optimizer(model, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, len(batch_sampler), t.epochs)
