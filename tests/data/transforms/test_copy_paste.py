@@ -212,6 +212,34 @@ def test_court_estimate_and_fallbacks():
         assert (pts >= 0).all() and (pts[:, 0] < odd.shape[1]).all() and (pts[:, 1] < odd.shape[0]).all()
 
 
+@pytest.mark.parametrize("size", [(384, 288), (1624, 1234)])
+def test_court_estimate_on_rendered_courts(size):
+    """On `vipseg data demo` scenes (perspective floor, lines, lighting, boards, crowd, people)
+    the sampled anchors lie on the floor and the region covers most of it."""
+    from vipseg.data.tools.demo.court import COURT_LENGTH, COURT_WIDTH, MARGIN, random_camera
+    from vipseg.data.tools.demo.scene import render_scene
+
+    def on_floor(camera, pts: np.ndarray) -> np.ndarray:
+        c = camera.to_court(pts)  # the floor is the court plus MARGIN, below the boards
+        return ((c[:, 0] >= -MARGIN) & (c[:, 0] <= COURT_LENGTH + MARGIN) & (c[:, 1] >= -MARGIN)
+                & (c[:, 1] <= COURT_WIDTH + MARGIN) & (pts[:, 1] >= camera.horizon))
+
+    covers = []
+    for seed in range(6 if size[0] < 1000 else 2):
+        scene = render_scene(np.random.default_rng(seed), size)
+        camera = random_camera(np.random.default_rng(seed), size)  # the scene's first draw
+        court = estimate_court(scene.image)
+        assert court.found
+        pts = court.sample(np.random.default_rng(0), 400)
+        assert on_floor(camera, pts).mean() > 0.97
+        ys, xs = np.mgrid[0:size[1]:8, 0:size[0]:8]
+        grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
+        floor = on_floor(camera, grid)
+        cells = court.mask[(grid[:, 1] // court.stride).astype(int), (grid[:, 0] // court.stride).astype(int)]
+        covers.append((cells & floor).sum() / floor.sum())
+    assert min(covers) > 0.4 and np.mean(covers) > 0.7
+
+
 def test_copy_paste_never_fails_on_odd_images(shapes):
     aug = AugmentConfig(scales=[[64, 48]], copy_paste=CopyPasteConfig(
         enabled=True, bank="objects", max_per_class={"human": 5, "ball": 5},
