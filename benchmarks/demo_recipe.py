@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("variants", nargs="+", metavar="NAME=CONFIG[,key=value,...]")
     ap.add_argument("--data", default="data/demo", help="demo data root (vipseg data demo)")
     ap.add_argument("--steps", type=int, default=None, help="train.max_iters for every variant")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds per variant")
+    ap.add_argument("--timeout", type=float, default=3600, help="wall seconds per variant")
     ap.add_argument("--json", default=None, help="also append each result to this JSONL file")
     args = ap.parse_args(argv)
     data = str(Path(args.data).resolve())
@@ -76,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 r = run_variant(spec, data, args.steps, Path(tmp), args.timeout)
             except subprocess.TimeoutExpired:
-                r = {"name": spec.partition("=")[0], "error": f"timeout after {args.timeout:g} s"}
+                name = spec.partition("=")[0]
+                r = {"name": name, "error": f"timeout after {args.timeout:g} s"}
+                logged = sorted((Path(tmp) / name).glob("exp_*/metrics.jsonl"))
+                rows = logged[-1].read_text().splitlines() if logged else []
+                if rows:  # how far it got
+                    last = json.loads(rows[-1])
+                    r["error"] += f" at iteration {last.get('iteration')} (loss {last.get('loss')})"
             if args.json:
                 with open(args.json, "a", encoding="utf-8") as f:
                     f.write(json.dumps(r) + "\n")

@@ -30,6 +30,7 @@ echo "== scoring the submission against the demo's test ground truth"
 "$vipseg" eval "$data/test_gt.json" "$run/submission/submission.zip"
 
 echo "== drawing the test predictions (a colour per instance)"
-"$vipseg" predict "$config" "$run/best.pth" "$data/test" --out "$run/overlays" --per-instance
+"$vipseg" predict "$config" "$run/best.pth" "$data/test" --out "$run/overlays" --per-instance \
+  --data-root "$data"
 echo "== done: run folder $run, submission $run/submission/submission.zip"
 echo "== overlay picture: $run/overlays/$(ls -1 "$run/overlays" | grep -m1 '\.png$')"
