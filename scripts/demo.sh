@@ -16,6 +16,12 @@ else
   "$vipseg" data demo --out "$data"
 fi
 
+if [ ! -f "$data/objects/index.json" ]; then
+  echo "== writing the object bank of the demo's train split (copy-paste) into $data/objects"
+  "$vipseg" data extract-objects "$data/train.json" --images "$data/train" --out "$data/objects" \
+    --no-progress
+fi
+
 echo "== training ($config)"
 "$vipseg" train "$config" demo --data-root "$data" "$@"
 run=$(ls -1dt output/demo/exp_* | head -n 1)
