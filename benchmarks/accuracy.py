@@ -191,7 +191,8 @@ def run_vipseg(root: Path, budget: float, probe: int, seed: int) -> dict:
         return lr_factor_fn(policy=s.policy, total_iters=total, iters_per_epoch=ipe,
                             warmup_iters=min(s.warmup_iters, total // 4),
                             warmup_ratio=s.warmup_ratio,
-                            steps=tuple(round(k * total / (ipe * cfg.train.epochs)) for k in s.steps),
+                            steps=tuple(round(k * total / (ipe * cfg.train.epochs))
+                                        for k in s.steps),
                             gamma=s.gamma, min_lr_ratio=s.min_lr_ratio)
 
     def step(images, targets):
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         r["cpu_seconds"] = time.process_time() - cpu0
         rows[name] = r
         m = r["metrics"]
-        print(f"{name:<12} {r['iterations']:>5} iters in {r['seconds']:.0f} s (cpu {r['cpu_seconds']:.0f} s"
-              f" incl. eval) | val mask AP {m['segm/AP']:.3f} AP50 {m['segm/AP50']:.3f} "
+        print(f"{name:<12} {r['iterations']:>5} iters in {r['seconds']:.0f} s "
+              f"(cpu {r['cpu_seconds']:.0f} s incl. eval) | val mask AP {m['segm/AP']:.3f} AP50 {m['segm/AP50']:.3f} "
               f"(human {m['segm/AP/human']:.3f}, ball {m['segm/AP/ball']:.3f}) | box AP "
               f"{m['bbox/AP']:.3f}", flush=True)
     ratio = None

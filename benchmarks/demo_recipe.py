@@ -56,11 +56,13 @@ def run_variant(spec: str, data: str, steps: int | None, work: Path, timeout: fl
     return {"name": name, "spec": rest, "steps": train_rows[-1]["iteration"] if train_rows else 0,
             "cpu_s": cpu, "wall_s": wall, "segm_ap": val.get("segm/AP"),
             "segm_ap50": val.get("segm/AP50"), "segm_ap75": val.get("segm/AP75"),
-            "bbox_ap": val.get("bbox/AP"), "final_loss": train_rows[-1]["loss"] if train_rows else None}
+            "bbox_ap": val.get("bbox/AP"),
+            "final_loss": train_rows[-1]["loss"] if train_rows else None}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="+", metavar="NAME=CONFIG[,key=value,...]")
     ap.add_argument("--data", default="data/demo", help="demo data root (vipseg data demo)")
     ap.add_argument("--steps", type=int, default=None, help="train.max_iters for every variant")

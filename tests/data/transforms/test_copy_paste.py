@@ -190,7 +190,8 @@ def test_ball_inside_the_following_humans_box(square_bank):
         assert labels == [1] * (nb - 1) + [0, 1] + [0] * (nh - 1)
         human, ball = pastes[nb - 1], pastes[nb]
         cx, cy = ball.x + ball.size[1] / 2, ball.y + ball.size[0] / 2
-        assert human.x - 0.5 <= cx <= human.box[2] + 0.5 and human.y - 0.5 <= cy <= human.box[3] + 0.5
+        assert human.x - 0.5 <= cx <= human.box[2] + 0.5
+        assert human.y - 0.5 <= cy <= human.box[3] + 0.5
         checked += 1
     assert checked >= 10
     off = CopyPaste(bank, {1: 3, 0: 3}, court_aware=False, ball_label=1)
@@ -235,7 +236,8 @@ def test_court_estimate_on_rendered_courts(size):
         ys, xs = np.mgrid[0:size[1]:8, 0:size[0]:8]
         grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
         floor = on_floor(camera, grid)
-        cells = court.mask[(grid[:, 1] // court.stride).astype(int), (grid[:, 0] // court.stride).astype(int)]
+        cell = (grid // court.stride).astype(int)
+        cells = court.mask[cell[:, 1], cell[:, 0]]
         covers.append((cells & floor).sum() / floor.sum())
     assert min(covers) > 0.4 and np.mean(covers) > 0.7
 

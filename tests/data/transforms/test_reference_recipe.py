@@ -49,7 +49,8 @@ def test_recipe_values_reach_the_transform(cfg, transform):
     assert transform.photometric_first and transform.photometric.channel_swap_prob == 0.5
     assert transform.fill == tuple(round(v) for v in cfg.dataset.mean)
     cp = transform.copy_paste
-    assert (cp.prob, cp.scale_jitter, cp.brightness_delta, cp.contrast_range) == (1.0, (1.0, 1.0), 0.0, (1.0, 1.0))
+    hard = (cp.prob, cp.scale_jitter, cp.brightness_delta, cp.contrast_range)
+    assert hard == (1.0, (1.0, 1.0), 0.0, (1.0, 1.0))
     assert cp.side_rule == "id_suffix" and cp.ball_in_next_human
     assert cfg.dataset.filter_empty and cfg.dataset.min_size == 32
     assert cfg.dataset.test_scale == [1760, 1280]
