@@ -3,7 +3,8 @@
 Executes the same :class:`vipseg.data.transforms.pipeline.AugmentParams` as
 ``TrainTransform.apply`` one stage at a time on full-size arrays: full-image masks, copy-paste
 with full-image occlusion, ``cv2.resize`` of the image and of every mask, one full-canvas warp
-for the shear, one for the translation, flip, crop, photometric, filter, pad. It is the yardstick
+for the shear, one for the translation, flip, crop, photometric (or photometric first, before
+the resize, with ``photometric_first``), filter, pad. It is the yardstick
 of ``benchmarks/data_pipeline.py`` and the tests' check that the fast path gives the same
 geometry (it is not used in training).
 """
@@ -52,6 +53,9 @@ def reference_apply(transform: TrainTransform, raw: dict,
             area[k] > 0 and area[k] >= cp.min_visible_area  # type: ignore[union-attr]
             and area[k] >= cp.min_visible_fraction * area0[k])]  # type: ignore[union-attr]
         masks, labels = [masks[k] for k in keep], [labels[k] for k in keep]
+    first = transform.photometric_first and params.photometric is not None
+    if first:  # mmdetection's order: colour on the whole (pasted) image, then geometry
+        image = apply_photometric(image, params.photometric)  # type: ignore[arg-type]
     g = params.geometry
     nh, nw = g.size
     image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
@@ -72,7 +76,7 @@ def reference_apply(transform: TrainTransform, raw: dict,
         image = image[y0:y0 + ch, x0:x0 + cw]
         masks = [m[y0:y0 + ch, x0:x0 + cw] for m in masks]
     image = np.ascontiguousarray(image)
-    if params.photometric is not None:
+    if params.photometric is not None and not first:
         image = apply_photometric(image, params.photometric)
     regions = [(0, 0, np.ascontiguousarray(m).view(bool)) for m in masks]
     return make_sample(pad_image(image, g.pad_to, transform.fill), labels, regions,

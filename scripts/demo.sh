@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job, on CPU in a few minutes: set up .venv/, render the built-in demo data,
-# train a small Mask R-CNN from scratch, print the val AP table, export a test submission and
-# score it against the demo's own test ground truth.
+# train a small Mask R-CNN from scratch, print the val AP table, export a test submission,
+# score it against the demo's own test ground truth and draw the test predictions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,6 +16,12 @@ else
   "$vipseg" data demo --out "$data"
 fi
 
+if [ ! -f "$data/objects/index.json" ]; then
+  echo "== writing the object bank of the demo's train split (copy-paste) into $data/objects"
+  "$vipseg" data extract-objects "$data/train.json" --images "$data/train" --out "$data/objects" \
+    --no-progress
+fi
+
 echo "== training ($config)"
 "$vipseg" train "$config" demo --data-root "$data" "$@"
 run=$(ls -1dt output/demo/exp_* | head -n 1)
@@ -28,4 +34,9 @@ echo "== exporting the test submission"
 
 echo "== scoring the submission against the demo's test ground truth"
 "$vipseg" eval "$data/test_gt.json" "$run/submission/submission.zip"
+
+echo "== drawing the test predictions (a colour per instance)"
+"$vipseg" predict "$config" "$run/best.pth" "$data/test" --out "$run/overlays" --per-instance \
+  --data-root "$data"
 echo "== done: run folder $run, submission $run/submission/submission.zip"
+echo "== overlay picture: $run/overlays/$(ls -1 "$run/overlays" | grep -m1 '\.png$')"

@@ -122,3 +122,12 @@ def test_images_json_of_a_json_file_and_output_under_a_file(tmp_path, capsys):
     assert code == 2 and "expected a folder or a text list of file names" in one_line_error(err)
     code, _, err = run(capsys, "data", "check", str(ann), "--json", str(ann / "summary.json"))
     assert code == 2 and f"{ann} is a file, not a folder" in one_line_error(err)
+
+
+def test_merge_keep_ids_collision_is_one_line_error(tmp_path, capsys):
+    ann = make_shapes_dataset(tmp_path, "train", n_images=2, seed=9)
+    val = make_shapes_dataset(tmp_path, "val", n_images=2, seed=10)  # ids 1, 2 in both
+    code, _, err = run(capsys, "data", "merge", str(ann), str(val), "--keep-ids",
+                       "--out", str(tmp_path / "tv.json"))
+    assert code == 2 and "--keep-ids: image id 1 is in both" in one_line_error(err)
+    assert not (tmp_path / "tv.json").exists()

@@ -35,3 +35,57 @@ def test_test_transform_resizes_and_reports_scale(tmp_path):
     image, target = ds[0]
     assert image.shape == (3, 64, 80)
     assert target["orig_size"] == (128, 160) and target["scale_factor"] == (0.5, 0.5)
+
+
+def test_filter_empty_and_min_size(tmp_path):
+    import json
+
+    ann = make_shapes_dataset(tmp_path, "train", n_images=4, seed=1)
+    data = json.loads(ann.read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in (2, 3)]
+    data["images"][2]["width"], data["images"][2]["height"] = 31, 200  # shorter side < 32
+    data["annotations"][0]["iscrowd"] = 1  # image 1 keeps others; crowd ones do not count
+    ann.write_text(json.dumps(data))
+
+    def ids(**kw) -> list[int]:
+        return [im["id"] for im in CocoInstanceDataset(ann, tmp_path / "train", ["human", "ball"],
+                                                       **kw).images]
+
+    assert ids() == [1, 2, 3, 4]
+    assert ids(filter_empty=True) == [1, 4]
+    assert ids(min_size=32) == [1, 2, 4] and ids(min_size=31) == [1, 2, 3, 4]
+
+
+def test_ram_cache_bytes_identical_to_disk(tmp_path):
+    import numpy as np
+
+    ann = make_shapes_dataset(tmp_path, "train", n_images=3, seed=2)
+    disk = CocoInstanceDataset(ann, tmp_path / "train", ["human", "ball"])
+    ram = CocoInstanceDataset(ann, tmp_path / "train", ["human", "ball"], cache_ram=True)
+    assert ram.cache_note == "dataset cache: 3 images of train.json decoded into 0.2 MiB of RAM"
+    assert disk.cache_note == ""
+    from_disk = [disk.load_raw(i) for i in range(3)]
+    for f in (tmp_path / "train").iterdir():  # from now on only the cache can serve them
+        f.unlink()
+    for i, d in enumerate(from_disk):
+        r = ram.load_raw(i)
+        assert r["image"].dtype == d["image"].dtype and r["image"].shape == d["image"].shape
+        assert r["image"].tobytes() == d["image"].tobytes()
+        assert not r["image"].flags.writeable  # shared by workers: never modified in place
+        assert r["rles"] == d["rles"] and np.array_equal(r["boxes"], d["boxes"])
+    image, target = ram[0]  # the default transform copies: a writable tensor
+    assert image.shape == (3, 128, 160) and len(target["labels"]) == len(from_disk[0]["labels"])
+
+
+def test_ram_cache_refuses_what_does_not_fit(tmp_path, monkeypatch):
+    import pytest
+
+    from vipseg.data import dataset as dataset_module
+    from vipseg.errors import DataError
+
+    ann = make_shapes_dataset(tmp_path, "train", n_images=2, seed=2)
+    monkeypatch.setattr(dataset_module, "available_memory", lambda: 100_000)  # 2 x 61 kB needed
+    with pytest.raises(DataError, match=r"train.json: dataset.cache ram needs 0.1 MiB for 2 images but "
+                                        r"only 0.1 MiB of memory is available") as e:
+        CocoInstanceDataset(ann, tmp_path / "train", ["human", "ball"], cache_ram=True)
+    assert "\n" not in str(e.value)

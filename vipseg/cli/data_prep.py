@@ -63,7 +63,7 @@ def _merge(args: argparse.Namespace) -> int:
     from vipseg.data.tools.merge import format_report, merge
 
     r = merge(args.inputs, args.out, images_out=args.images_out, images_dirs=args.images,
-              copy=args.copy, force=args.force)
+              copy=args.copy, force=args.force, keep_ids=args.keep_ids)
     print(format_report(r))
     _warn(r)
     return 0
@@ -156,6 +156,9 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                    help="image folder of each input, in order (default: the folder named like "
                    "the JSON next to it, e.g. train.json -> train/)")
     p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking")
+    p.add_argument("--keep-ids", action="store_true",
+                   help="keep every image's id and file name (an id or name in two inputs is "
+                   "an error); annotation ids are still renumbered")
     _force(p)
     p.set_defaults(func=_merge)
 

@@ -104,6 +104,8 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     p.add_argument("--score-thr", type=float, default=0.5,
                    help="draw detections scoring at least this (the JSON keeps all)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation as in `test --tta`")
+    p.add_argument("--per-instance", action="store_true",
+                   help="a distinct colour for each predicted instance (default: one per class)")
     _add_common_args(p)
     p.set_defaults(func=run_predict)
 
@@ -233,7 +235,9 @@ def run_predict(args: argparse.Namespace) -> int:
     summary = predict_images(model, cfg, args.inputs, args.out, device=device,
                              category_ids=category_ids, score_thr=args.score_thr,
                              options=predict_options(cfg, device, tta=args.tta),
-                             force=args.force)
+                             force=args.force, per_instance=args.per_instance)
     print(f"{summary['predictions']} predictions on {summary['images']} images; "
           f"overlays and predictions.json in {args.out}")
+    if summary["overlays"]:
+        print(f"first overlay: {summary['overlays'][0]}")
     return 0

@@ -40,6 +40,12 @@ class DatasetConfig:
     std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     # Evaluation resize: fit the image inside [long, short] keeping the aspect ratio.
     test_scale: list[int] = field(default_factory=lambda: [1333, 800])
+    # Training split only (mmdetection's filter_cfg): skip images without annotations of the
+    # classes, and images whose shorter side is below min_size pixels (0: keep all).
+    filter_empty: bool = False
+    min_size: int = 0
+    # "ram": decode every training image once into memory (refused when it does not fit).
+    cache: Literal["none", "ram"] = "none"
 
     def validate(self) -> None:
         if not self.classes:
@@ -48,6 +54,8 @@ class DatasetConfig:
             raise ConfigError("dataset.mean and dataset.std need 3 values (R, G, B)")
         if len(self.test_scale) != 2:
             raise ConfigError("dataset.test_scale must be [long, short]")
+        if self.min_size < 0:
+            raise ConfigError(f"dataset.min_size must be >= 0, got {self.min_size}")
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -329,6 +337,9 @@ class PhotometricConfig:
     saturation_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
     hue_delta: float = 18.0
     channel_swap_prob: float = 0.0
+    # True: distort the source pixels before the geometric stages (mmdetection's order, the
+    # fill colour stays undistorted); False: distort the final crop (fewer pixels).
+    before_geometric: bool = False
 
     def validate(self) -> None:
         key = "augment.photometric"
@@ -373,9 +384,25 @@ class CopyPasteConfig:
     brightness_delta: float = 16.0  # per-object light photometric change
     contrast_range: list[float] = field(default_factory=lambda: [0.9, 1.1])
     ball_class: str = "ball"  # class placed at a pasted player's hand (ball_at_hand_prob)
+    prob: float = 1.0  # chance that a sample gets pastes at all
+    # A drawn ball that is followed (in paste order) by a human is centred inside that
+    # human's box, as the reference does (ball_class names the ball).
+    ball_in_next_human: bool = False
+    # Court side of an image: "id_suffix" reads image ids ending in _0 / _1, "camcourt" file
+    # names holding camcourt1 / camcourt2 (side 0 / 1); "none": no side. Anchors of an image
+    # with a side are drawn inside side_boxes[side] ([x0, y0, x1, y1], fractions of the image).
+    side_rule: Literal["none", "id_suffix", "camcourt"] = "none"
+    side_boxes: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0, 0.5, 1.0],
+                                                                   [0.5, 0.0, 1.0, 1.0]])
 
     def validate(self) -> None:
         key = "augment.copy_paste"
+        _check_between(f"{key}.prob", self.prob, 0, 1)
+        if len(self.side_boxes) != 2 or any(
+                len(b) != 4 or not 0 <= b[0] < b[2] <= 1 or not 0 <= b[1] < b[3] <= 1
+                for b in self.side_boxes):
+            raise ConfigError(f"{key}.side_boxes must be 2 boxes [x0, y0, x1, y1] with "
+                              f"0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {self.side_boxes}")
         _check_range(f"{key}.scale_jitter", self.scale_jitter, 0, strict=True)
         _check_range(f"{key}.contrast_range", self.contrast_range, 0)
         _check_between(f"{key}.brightness_delta", self.brightness_delta, 0, 255)

@@ -22,10 +22,16 @@ def split_paths(cfg: Config, split: Split, root: str | Path | None = None) -> tu
 
 def build_dataset(cfg: Config, split: Split, *, train: bool,
                   root: str | Path | None = None) -> CocoInstanceDataset:
-    """Dataset of ``split`` with the training pipeline (``train``) or the evaluation resize."""
+    """Dataset of ``split`` with the training pipeline (``train``: also ``dataset.filter_empty``,
+    ``min_size`` and ``cache``) or the evaluation resize."""
     ann, images = split_paths(cfg, split, root)
     base = Path(root if root is not None else cfg.dataset.root)
     transform = (build_train_transform(cfg.augment, str(base), cfg.dataset.classes,
                                        cfg.dataset.mean)
                  if train else TestTransform(cfg.dataset.test_scale))
-    return CocoInstanceDataset(ann, images, cfg.dataset.classes, transform=transform)
+    d = cfg.dataset
+    if not train:
+        return CocoInstanceDataset(ann, images, d.classes, transform=transform)
+    return CocoInstanceDataset(ann, images, d.classes, transform=transform,
+                               filter_empty=d.filter_empty, min_size=d.min_size,
+                               cache_ram=d.cache == "ram")

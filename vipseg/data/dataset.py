@@ -3,7 +3,7 @@
 Each item is first loaded as a *raw sample* (masks still RLE), then passed through a transform
 that produces the model's input. The raw sample is a dict:
 
-- ``image``: uint8 RGB array [H, W, 3]
+- ``image``: uint8 RGB array [H, W, 3] (read-only when the RAM cache is on: copy to modify)
 - ``boxes``: float32 [N, 4] XYXY pixels; ``labels``: int64 [N] contiguous 0..C-1
 - ``rles``: N COCO RLE dicts (str counts, size [H, W])
 - ``image_id`` (as in the file), ``file_name``, ``orig_size`` (H, W)
@@ -15,6 +15,7 @@ expect (see that function). Labels map to and from the file's category ids by cl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,6 +47,21 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``; None if unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 class CocoInstanceDataset(Dataset):
     """Images and instance targets of one COCO file.
 
@@ -55,11 +71,18 @@ class CocoInstanceDataset(Dataset):
         classes: class names in label order; each must match a category ``name`` of the file
             unless the file has no categories.
         transform: ``RawSample -> anything``; default :func:`to_sample`.
+        filter_empty: skip images without (non-crowd) annotations of ``classes``.
+        min_size: skip images whose shorter side is below this many pixels (mmdetection's
+            ``filter_cfg.min_size``).
+        cache_ram: decode every image once, now, into one memory buffer (read-only arrays;
+            forked DataLoader workers share it); ``DataError`` when it would not fit in the
+            available memory. ``cache_note`` then says its size.
     """
 
     def __init__(self, ann_file: str | Path, images_dir: str | Path, classes: Sequence[str],
                  transform: Callable[[RawSample], Any] | None = None,
-                 coco: dict | None = None) -> None:
+                 coco: dict | None = None, *, filter_empty: bool = False, min_size: int = 0,
+                 cache_ram: bool = False) -> None:
         from vipseg.data.transforms.basic import to_sample
 
         self.ann_file = Path(ann_file)
@@ -82,6 +105,46 @@ class CocoInstanceDataset(Dataset):
         self._anns: dict[Any, list[dict]] = {
             image_id: [a for a in anns if not a.get("iscrowd", 0)]
             for image_id, anns in data.anns_by_image.items()}
+        if filter_empty or min_size > 0:
+            def keep(im: dict) -> bool:
+                if min(int(im["height"]), int(im["width"])) < min_size:
+                    return False
+                anns = self._anns.get(im["id"], [])
+                return not filter_empty or any(a["category_id"] in self._label_of for a in anns)
+
+            self.images = [im for im in self.images if keep(im)]
+        self._cache: list[np.ndarray] | None = None
+        self.cache_note = ""
+        if cache_ram:
+            self._cache, self.cache_note = self._fill_cache()
+
+    def _fill_cache(self) -> tuple[list[np.ndarray], str]:
+        """Decode every image into one uint8 buffer; refuse when it would not fit in memory."""
+        sizes = [(int(im["height"]), int(im["width"])) for im in self.images]
+        need = sum(h * w * 3 for h, w in sizes)
+        free = available_memory()
+        if free is not None and need > 0.8 * free:
+            raise DataError(f"{self.ann_file}: dataset.cache ram needs {need / 2**20:.1f} MiB for "
+                            f"{len(sizes)} images but only {free / 2**20:.1f} MiB of memory is "
+                            "available (80 % may be used); set dataset.cache: none")
+        buffer = np.empty(need, np.uint8)
+        views, offset = [], 0
+        for info, (h, w) in zip(self.images, sizes):
+            view = buffer[offset:offset + h * w * 3].reshape(h, w, 3)
+            view[...] = self._read(info)
+            view.flags.writeable = False
+            views.append(view)
+            offset += h * w * 3
+        return views, (f"dataset cache: {len(views)} images of {self.ann_file.name} decoded into "
+                       f"{need / 2**20:.1f} MiB of RAM")
+
+    def _read(self, info: dict) -> np.ndarray:
+        image = read_image(self.images_dir / info["file_name"])
+        h, w = int(info["height"]), int(info["width"])
+        if image.shape[:2] != (h, w):
+            raise DataError(f"{self.images_dir / info['file_name']}: image is "
+                            f"{image.shape[1]}x{image.shape[0]}, the JSON says {w}x{h}")
+        return image
 
     def __len__(self) -> int:
         return len(self.images)
@@ -107,11 +170,8 @@ class CocoInstanceDataset(Dataset):
     def load_raw(self, index: int) -> RawSample:
         """The raw sample of item ``index`` (image decoded, masks as RLE)."""
         info = self.images[index]
-        image = read_image(self.images_dir / info["file_name"])
+        image = self._cache[index] if self._cache is not None else self._read(info)
         h, w = int(info["height"]), int(info["width"])
-        if image.shape[:2] != (h, w):
-            raise DataError(f"{self.images_dir / info['file_name']}: image is "
-                            f"{image.shape[1]}x{image.shape[0]}, the JSON says {w}x{h}")
         boxes, labels, rles = [], [], []
         for ann in self._anns.get(info["id"], []):
             label = self._label_of.get(ann["category_id"])

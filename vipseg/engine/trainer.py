@@ -464,6 +464,8 @@ def _train(cfg: Config, name: str, ctx: ddp.DistContext, work_dir: Path,
         notes.append(warm_start(model, t.init_from, strict=t.init_strict))
     wants_sync = t.sync_bn or "SyncBN" in (cfg.model.backbone.norm, cfg.model.neck.norm,
                                            cfg.model.roi_heads.norm)
+    if train_set.cache_note:
+        notes.append(train_set.cache_note)
     model = ddp.sync_batchnorm(model, ctx, wants_sync, notes.append)
     hooks = stage.hooks(model, cfg)
     if t.ema.enabled:

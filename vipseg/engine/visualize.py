@@ -1,7 +1,7 @@
 """``vipseg predict``: run a model on image files and draw its predictions.
 
-For each input image an overlay PNG (masks blended in a per-class colour, boxes, ``class
-score`` labels) is written to the output folder, plus ``predictions.json``: the COCO result
+For each input image an overlay PNG (masks blended in a per-class colour, or one colour per
+instance, boxes, ``class score`` labels) is written to the output folder, plus ``predictions.json``: the COCO result
 list with ``image_id`` = the image's path relative to the input folder (or its file name) and
 an extra ``category`` name per prediction.
 """
@@ -68,16 +68,28 @@ def list_images(path: str | Path) -> tuple[list[Path], list[str]]:
     return files, [f.relative_to(p).as_posix() for f in files]
 
 
+def instance_colours(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct saturated BGR colours (hues spaced by the golden angle)."""
+    hues = (np.arange(n) * 0.618033988749895 % 1.0 * 180).astype(np.uint8)
+    hsv = np.stack([hues, np.full(n, 230, np.uint8), np.full(n, 255, np.uint8)], 1)[None]
+    return [tuple(int(v) for v in c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]]
+
+
 def draw_predictions(image: np.ndarray, predictions: Sequence[dict], labels: Sequence[int],
                      classes: Sequence[str], alpha: float = 0.5,
-                     show_scores: bool = True) -> np.ndarray:
+                     show_scores: bool = True, per_instance: bool = False) -> np.ndarray:
     """Overlay of COCO ``predictions`` (RLE masks, xywh boxes, scores; ``labels`` their class
     indices) on an RGB uint8 [H, W, 3] image; returns a BGR uint8 image for ``cv2``.
-    ``show_scores=False`` labels boxes with the class alone (ground truth)."""
+    ``show_scores=False`` labels boxes with the class alone (ground truth).
+
+    Colours: one per class (:data:`PALETTE`), or with ``per_instance`` one per prediction
+    (:func:`instance_colours`, in the order of ``predictions``)."""
     out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    own = instance_colours(len(predictions)) if per_instance else []
     order = np.argsort([p["score"] for p in predictions], kind="stable")  # best drawn last
     for i in order:
-        pred, colour = predictions[i], np.array(PALETTE[labels[i] % len(PALETTE)], np.float32)
+        pred = predictions[i]
+        colour = np.array(own[i] if per_instance else PALETTE[labels[i] % len(PALETTE)], np.float32)
         m = decode(pred["segmentation"]).astype(bool)
         out[m] = (out[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
         x, y, w, h = (int(round(v)) for v in pred["bbox"])
@@ -100,11 +112,13 @@ def overlay_name(name: str) -> str:
 def predict_images(model: torch.nn.Module, cfg: Config, inputs: str | Path, out_dir: str | Path,
                    *, device: str | torch.device, category_ids: Sequence[Any],
                    score_thr: float = 0.5, options: PredictOptions | None = None,
-                   force: bool = False, progress: bool = True) -> dict[str, int]:
+                   force: bool = False, progress: bool = True,
+                   per_instance: bool = False) -> dict[str, Any]:
     """Predict every image of ``inputs`` (``options`` default to ``predict_options(cfg,
-    device)``); write overlays (detections scoring ≥ ``score_thr``) and ``predictions.json``
-    (all of them, at least ``cfg.test.score_thresh``) into ``out_dir``. Returns ``images`` and
-    ``predictions`` counts."""
+    device)``); write overlays (detections scoring ≥ ``score_thr``; a colour per class, or per
+    instance with ``per_instance``) and ``predictions.json`` (all of them, at least
+    ``cfg.test.score_thresh``) into ``out_dir``. Returns ``images`` and ``predictions`` counts
+    and ``overlays``, the written PNG paths."""
     paths, names = list_images(inputs)
     out = Path(out_dir)
     for name in [PREDICTIONS_JSON, *(overlay_name(n) for n in names)]:
@@ -123,10 +137,12 @@ def predict_images(model: torch.nn.Module, cfg: Config, inputs: str | Path, out_
     for path, name in zip(paths, names):
         shown = by_image[name]
         canvas = draw_predictions(read_image(path), shown,
-                                  [label_of[r["category_id"]] for r in shown], cfg.dataset.classes)
+                                  [label_of[r["category_id"]] for r in shown], cfg.dataset.classes,
+                                  per_instance=per_instance)
         ok, png = cv2.imencode(".png", canvas)
         if not ok:
             raise DataError(f"{out / overlay_name(name)}: cannot encode the overlay PNG")
         atomic_write_bytes(out / overlay_name(name), png.tobytes())
     atomic_write_json(out / PREDICTIONS_JSON, results)
-    return {"images": len(paths), "predictions": len(results)}
+    return {"images": len(paths), "predictions": len(results),
+            "overlays": [str(out / overlay_name(n)) for n in names]}

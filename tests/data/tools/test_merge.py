@@ -73,3 +73,36 @@ def test_same_category_names_with_other_ids_merge_by_name(tmp_path):
     n_a = len(json.loads(a.read_text())["annotations"])
     assert [names[ann["category_id"]] for ann in c.annotations[n_a:]] == b_names
     assert set(b_names) == {"human", "ball"}
+
+
+def test_keep_ids_keeps_real_ids_and_names(deepsport, tmp_path):
+    out = tmp_path / "train_val.json"
+    merge([deepsport / "train.json", deepsport / "val.json"], out, keep_ids=True)
+    merged = {i["id"]: i["file_name"] for i in load_coco(out).images}
+    originals = {}
+    for split in ("train", "val"):
+        originals.update({i["id"]: i["file_name"] for i in load_coco(deepsport / f"{split}.json").images})
+    assert merged == originals and len(merged) == 260
+    c = load_coco(out)
+    by_name = {i["file_name"]: i["id"] for i in c.images}
+    val = load_coco(deepsport / "val.json")
+    # every val annotation still points at its own image (same file name, same id)
+    counts = {i["id"]: len(val.anns_by_image.get(i["id"], [])) for i in val.images}
+    assert all(len(c.anns_by_image.get(by_name[i["file_name"]], [])) >= counts[i["id"]] for i in val.images)
+
+
+def test_keep_ids_refuses_colliding_ids(tmp_path):
+    a = make_shapes_dataset(tmp_path / "a", "train", n_images=2, seed=1)
+    b = make_shapes_dataset(tmp_path / "b", "val", n_images=2, seed=2)  # ids 1, 2 in both files
+    with pytest.raises(DataError, match=r"--keep-ids: image id 1 is in both .*a.*train.json and .*val.json") as e:
+        merge([a, b], tmp_path / "m.json", keep_ids=True)
+    assert "\n" not in str(e.value) and not (tmp_path / "m.json").exists()
+    data = json.loads(b.read_text())
+    for img in data["images"]:
+        img["id"] += 100
+    for ann in data["annotations"]:
+        ann["image_id"] += 100
+    b.write_text(json.dumps(data))
+    r = merge([a, b], tmp_path / "m.json", keep_ids=True)
+    assert sorted(i["id"] for i in load_coco(tmp_path / "m.json").images) == [1, 2, 101, 102]
+    assert r["renamed"] == []

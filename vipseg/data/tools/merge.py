@@ -5,7 +5,9 @@ category names (other category fields may differ); category ids are matched by n
 to the first input's, so a 0-based and a 1-based file merge. With ``images_out`` the
 images of every input are hard-linked (copied where linking fails, or with ``copy``) into one
 folder; ``file_name`` clashes between inputs are resolved by renaming (``name__2.png``, ...) and
-updating ``file_name``.
+updating ``file_name``. With ``keep_ids`` the images keep their ids and file names (so rules
+that read them, e.g. ``augment.copy_paste.side_rule``, still work on the merged file); an
+image id or file name found in two inputs is then an error. Annotation ids are always fresh.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _unique_name(name: str, taken: set[str]) -> str:
 
 def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Path | None = None,
           images_dirs: Sequence[str | Path] | None = None, copy: bool = False,
-          force: bool = False) -> dict[str, Any]:
+          force: bool = False, keep_ids: bool = False) -> dict[str, Any]:
     """Merge ``inputs`` into ``out``; see the module doc. Returns a report."""
     inputs = [Path(p) for p in inputs]
     if len(inputs) < 2:
@@ -72,6 +74,9 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
         cat_maps.append({cid: ref_ids[name] for cid, name in cats.items()})
     remapped = [str(c.path) for c, m in zip(cocos, cat_maps) if any(k != v for k, v in m.items())]
 
+    if keep_ids:
+        _check_unique(cocos, "id")
+        _check_unique(cocos, "file_name")
     images, annotations, links = [], [], []
     taken: set[str] = set()
     renamed = []
@@ -79,7 +84,7 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
         new_id = {}
         for img in c.images:
             new = dict(img)
-            new["id"] = len(images) + 1
+            new["id"] = img["id"] if keep_ids else len(images) + 1
             new_id[img["id"]] = new["id"]
             name = _unique_name(img["file_name"], taken)
             if name != img["file_name"]:
@@ -115,6 +120,17 @@ def merge(inputs: Sequence[str | Path], out: str | Path, *, images_out: str | Pa
             "renamed": renamed, "remapped": remapped, "images_out": str(images_out) if images_out else None,
             "linked": modes.get("link", 0), "copied": modes.get("copy", 0),
             "warnings": [f"{c.path}: {w}" for c in cocos for w in c.warnings]}
+
+
+def _check_unique(cocos: Sequence[CocoFile], key: str) -> None:
+    """``DataError`` naming the first image ``key`` (id or file_name) found in two inputs."""
+    seen: dict[Any, Path] = {}
+    for c in cocos:
+        for img in c.images:
+            other = seen.setdefault(img[key], c.path)
+            if other != c.path:
+                raise DataError(f"--keep-ids: image {key} {img[key]!r} is in both {other} and "
+                                f"{c.path} (merge without --keep-ids to renumber)")
 
 
 def _fmt_cats(cats: dict) -> str:

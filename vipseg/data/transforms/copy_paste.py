@@ -7,6 +7,11 @@ and light brightness/contrast change; players stand (bottom centre of the crop) 
 the estimated court floor (:mod:`.court`), or anywhere when no floor is found. With
 ``occlusion_prob`` an object is placed overlapping the previous one, slightly lower (nearer the
 camera, hence in front); with ``ball_at_hand_prob`` a ball is added at a pasted player's hand.
+With ``ball_in_next_human`` (the reference's pairing) a drawn ball is centred inside the box of
+the human drawn after it. An image that names its court side (:func:`image_side`) gets its
+anchors on that side only; ``prob`` is the chance that an image gets pastes at all. The
+reference's "hard paste" is ``scale_jitter`` (1, 1), no brightness/contrast change, no
+occlusion or ball-at-hand pastes.
 
 Occlusion is exact: pieces are stacked in order (original instances, then pastes); each paste
 removes its pixels from every piece below it (:func:`occlude`), and a piece that lost pixels is
@@ -16,6 +21,7 @@ remain.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +32,7 @@ import numpy as np
 
 from vipseg.data.coco import read_json
 from vipseg.data.masks import decode
-from vipseg.data.transforms.court import estimate_court, whole_image
+from vipseg.data.transforms.court import estimate_court, whole_image, within_box
 from vipseg.data.transforms.photometric import adjust_brightness_contrast
 from vipseg.data.transforms.window import Piece, boxes_intersect
 from vipseg.errors import DataError
@@ -165,6 +171,21 @@ def occlude(pieces: list[Piece], first_paste: int, min_visible_fraction: float,
     return out
 
 
+SIDE_PATTERNS = {"id_suffix": (re.compile(r"_([01])$"), 0),
+                 "camcourt": (re.compile(r"camcourt([12])"), 1)}
+
+
+def image_side(image_id: object, file_name: str, rule: str) -> int | None:
+    """Court side (0 or 1) an image shows under ``rule`` (see ``augment.copy_paste.side_rule``):
+    "id_suffix": the image id ends in ``_0`` / ``_1``; "camcourt": the file name holds
+    ``camcourt1`` / ``camcourt2``; "none" or no match: None."""
+    if rule == "none":
+        return None
+    pattern, first = SIDE_PATTERNS[rule]
+    found = pattern.search(str(image_id) if rule == "id_suffix" else str(file_name))
+    return None if found is None else int(found.group(1)) - first
+
+
 class CopyPaste:
     """Plans pastes for one image (see the module docstring).
 
@@ -174,6 +195,12 @@ class CopyPaste:
             photometric change. court_aware: stand objects on the estimated floor.
         occlusion_prob: chance that an object overlaps the previous paste.
         ball_at_hand_prob, ball_label: chance of a ball at each pasted non-ball object's hand.
+        prob: chance that an image gets pastes at all.
+        ball_in_next_human: a drawn ball followed (in paste order) by a non-ball object is
+            centred at a uniform point of that object's box and pasted just after it.
+        side_rule: how an image names its court side (:func:`image_side`).
+        side_boxes: per court side, (x0, y0, x1, y1) fractions of the image that anchors are
+            drawn in when :meth:`plan` is given that side.
     """
 
     def __init__(self, bank: ObjectBank, max_per_class: dict[int, int],
@@ -181,7 +208,10 @@ class CopyPaste:
                  contrast_range: tuple[float, float] = (0.9, 1.1), court_aware: bool = True,
                  occlusion_prob: float = 0.0, ball_at_hand_prob: float = 0.0,
                  ball_label: int | None = None, min_visible_fraction: float = 0.1,
-                 min_visible_area: int = 16) -> None:
+                 min_visible_area: int = 16, prob: float = 1.0, ball_in_next_human: bool = False,
+                 side_rule: str = "none",
+                 side_boxes: Sequence[Sequence[float]] = ((0.0, 0.0, 0.5, 1.0),
+                                                         (0.5, 0.0, 1.0, 1.0))) -> None:
         self.bank = bank
         self.max_per_class = {k: v for k, v in max_per_class.items() if v > 0 and len(bank.of_label(k))}
         self.scale_jitter = tuple(scale_jitter)
@@ -193,6 +223,12 @@ class CopyPaste:
         self.ball_at_hand_prob = ball_at_hand_prob
         self.min_visible_fraction = min_visible_fraction
         self.min_visible_area = min_visible_area
+        self.prob = prob
+        self.ball_in_next_human = ball_in_next_human
+        if side_rule != "none" and side_rule not in SIDE_PATTERNS:
+            raise ValueError(f"side_rule must be 'none' or one of {sorted(SIDE_PATTERNS)}")
+        self.side_rule = side_rule
+        self.side_boxes = [tuple(float(v) for v in b) for b in side_boxes]
 
     def _paste(self, obj: int, anchor: np.ndarray, scale: float, rng: np.random.Generator,
                foot: bool) -> Paste:
@@ -213,9 +249,13 @@ class CopyPaste:
         sx = paste.size[1] / mask.shape[1]
         return np.array([paste.x + (col + 0.5) * sx, paste.y + 0.45 * paste.size[0]])
 
-    def plan(self, image: np.ndarray, rng: np.random.Generator) -> list[Paste]:
-        """Pastes for ``image`` (RGB [H, W, 3]) in paste order (later ones are in front)."""
+    def plan(self, image: np.ndarray, rng: np.random.Generator,
+             side: int | None = None) -> list[Paste]:
+        """Pastes for ``image`` (RGB [H, W, 3]) in paste order (later ones are in front);
+        ``side``: the court side the image shows (anchors inside ``side_boxes[side]``)."""
         h, w = image.shape[:2]
+        if self.prob < 1.0 and rng.random() >= self.prob:
+            return []
         order = []
         for label, most in self.max_per_class.items():
             choices = self.bank.of_label(label)
@@ -224,11 +264,18 @@ class CopyPaste:
             return []
         rng.shuffle(order)
         region = estimate_court(image) if self.court_aware else whole_image((h, w))
+        if side is not None:
+            region = within_box(region, self.side_boxes[side])
         anchors = region.sample(rng, len(order))
         pastes: list[Paste] = []
-        for obj, anchor in zip(order, anchors):
+        held = None  # a ball waiting for the next human's box (ball_in_next_human)
+        for k, (obj, anchor) in enumerate(zip(order, anchors)):
             foot = self.bank.labels[obj] != self.ball_label
             scale = float(rng.uniform(*self.scale_jitter))
+            if (not foot and self.ball_in_next_human and k + 1 < len(order)
+                    and self.bank.labels[order[k + 1]] != self.ball_label):
+                held = (obj, scale)
+                continue
             if pastes and rng.random() < self.occlusion_prob:
                 prev = pastes[-1]
                 anchor = np.array([prev.x + prev.size[1] * rng.uniform(0.2, 0.8),
@@ -236,6 +283,11 @@ class CopyPaste:
                                                             else rng.uniform(0.3, 0.7))])
             paste = self._paste(obj, anchor, scale, rng, foot)
             pastes.append(paste)
+            if held is not None:
+                inside = np.array([paste.x + rng.uniform(0, paste.size[1]),
+                                   paste.y + rng.uniform(0, paste.size[0])])
+                pastes.append(self._paste(held[0], inside, held[1], rng, foot=False))
+                held = None
             if foot and self.ball_label is not None and rng.random() < self.ball_at_hand_prob:
                 ball = rng.choice(self.bank.of_label(self.ball_label))
                 pastes.append(self._paste(ball, self._hand(paste, rng), scale, rng, foot=False))

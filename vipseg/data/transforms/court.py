@@ -28,6 +28,8 @@ class CourtRegion:
     stride: int
     src_size: tuple[int, int]
     found: bool
+    # (x0, y0, x1, y1) source pixels that sampled points are clipped to (None: the image).
+    clip: tuple[float, float, float, float] | None = None
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` random (x, y) source-pixel points inside the region, float [n, 2]."""
@@ -35,7 +37,32 @@ class CourtRegion:
         cells = flat[rng.integers(len(flat), size=n)]
         ys, xs = np.divmod(cells, self.mask.shape[1])
         pts = (np.stack([xs, ys], 1) + rng.random((n, 2))) * self.stride
-        return np.minimum(pts, [self.src_size[1] - 1, self.src_size[0] - 1])
+        pts = np.minimum(pts, [self.src_size[1] - 1, self.src_size[0] - 1])
+        if self.clip is not None:
+            x0, y0, x1, y1 = self.clip
+            pts = np.clip(pts, [x0, y0], [np.nextafter(x1, x0), np.nextafter(y1, y0)])
+        return pts
+
+
+def within_box(region: CourtRegion, box: tuple[float, float, float, float],
+               work_size: int = 160) -> CourtRegion:
+    """``region`` limited to ``box`` (x0, y0, x1, y1 as fractions of the image width/height).
+
+    Used for the court side named by an image: its points are the region's cells inside the
+    box (the whole box when the two do not meet), clipped to the box exactly.
+    """
+    h, w = region.src_size
+    clip = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
+    stride = region.stride if region.found else max(1, max(h, w) // work_size)
+    gh, gw = -(-h // stride), -(-w // stride)
+    cx, cy = (np.arange(gw) + 0.5) * stride, (np.arange(gh) + 0.5) * stride
+    inside = (((cy >= clip[1]) & (cy < clip[3]))[:, None]
+              & ((cx >= clip[0]) & (cx < clip[2]))[None, :])
+    if not inside.any():  # a box thinner than one cell: its nearest cell
+        inside[min(gh - 1, int(clip[1] // stride)), min(gw - 1, int(clip[0] // stride))] = True
+    mask = inside & region.mask if region.found else inside
+    found = region.found and bool(mask.any())
+    return CourtRegion(mask if found else inside, stride, (h, w), found, clip)
 
 
 def whole_image(src_size: tuple[int, int]) -> CourtRegion:

@@ -2,10 +2,11 @@
 
 Stages, in order: copy-paste from the object bank (source pixels) → resize to a random scale
 → shear X/Y → translate X/Y (borders filled with ``fill``) → horizontal flip → random crop →
-photometric distortion (on the crop) → drop empty and too small instances → pad to the crop
-size. Boxes are the tight pixel-edge boxes of the final masks; the masks leave the pipeline
-packed box-local (``mask_boxes`` / ``mask_data``, :mod:`vipseg.utils.packed_masks`), never as
-a full-image [N, H, W] stack.
+photometric distortion (on the crop; or on the source pixels before the resize with
+``photometric_first``, mmdetection's order) → drop empty and too small instances → pad to the
+crop size. Boxes are the tight pixel-edge boxes of the final masks; the masks leave the
+pipeline packed box-local (``mask_boxes`` / ``mask_data``, :mod:`vipseg.utils.packed_masks`),
+never as a full-image [N, H, W] stack.
 
 Execution is "plan, then execute": :meth:`TrainTransform.sample` draws every parameter of a
 sample (:class:`AugmentParams`); :meth:`TrainTransform.apply` executes them touching only kept
@@ -34,7 +35,8 @@ from torchvision import tv_tensors
 
 from vipseg.config.schema import AugmentConfig, DatasetConfig
 from vipseg.data.dataset import RawSample
-from vipseg.data.transforms.copy_paste import CopyPaste, ObjectBank, Paste, occlude, paste_pixels
+from vipseg.data.transforms.copy_paste import (CopyPaste, ObjectBank, Paste, image_side, occlude,
+                                               paste_pixels)
 from vipseg.data.transforms.geometric import (GeometryParams, GeometrySampler, compose, map_box,
                                               valid_box, warp)
 from vipseg.data.transforms.photometric import (PhotometricParams, PhotometricSampler,
@@ -110,6 +112,8 @@ class TrainTransform:
         allow_empty_crop: if False, redraw the crop (up to ``crop_attempts`` times) until it
             overlaps an instance box.
         fill: RGB colour of shear/translate borders and padding.
+        photometric_first: distort the source pixels (after copy-paste) before the geometric
+            stages, as mmdetection's pipeline does, instead of the final crop.
         extra: callables ``(image, target) -> (image, target)`` applied in order to the final
             sample by :meth:`__call__`, e.g. any ``torchvision.transforms.v2`` transform. They
             see full ``masks`` (``tv_tensors.Mask`` [N, H, W]), packed again after the last
@@ -119,7 +123,8 @@ class TrainTransform:
     def __init__(self, geometry: GeometrySampler, photometric: PhotometricSampler | None = None,
                  copy_paste: CopyPaste | None = None, min_box_size: float = 2.0,
                  allow_empty_crop: bool = True, fill: Sequence[int] = (124, 116, 104),
-                 crop_attempts: int = 10, extra: Sequence[Callable] = ()) -> None:
+                 crop_attempts: int = 10, extra: Sequence[Callable] = (),
+                 photometric_first: bool = False) -> None:
         self.geometry = geometry
         self.photometric = photometric
         self.copy_paste = copy_paste
@@ -128,12 +133,16 @@ class TrainTransform:
         self.fill = tuple(int(round(v)) for v in fill)
         self.crop_attempts = crop_attempts
         self.extra = list(extra)
+        self.photometric_first = photometric_first
 
     def sample(self, raw: RawSample, rng: np.random.Generator) -> AugmentParams:
         """Draw all parameters for ``raw`` (reads only a subsampled copy of its image)."""
         image = raw["image"]
         geometry = self.geometry.sample(image.shape[:2], rng)
-        pastes = self.copy_paste.plan(image, rng) if self.copy_paste is not None else []
+        pastes = []
+        if self.copy_paste is not None:
+            side = image_side(raw["image_id"], raw.get("file_name", ""), self.copy_paste.side_rule)
+            pastes = self.copy_paste.plan(image, rng, side)
         boxes = [tuple(b) for b in np.asarray(raw["boxes"]).reshape(-1, 4)] + [p.box for p in pastes]
         if not self.allow_empty_crop and boxes and geometry.crop is not None:
             for _ in range(self.crop_attempts):
@@ -169,6 +178,8 @@ class TrainTransform:
             cp = self.copy_paste
             pieces = occlude(pieces + [p for p, _ in rendered], n_orig,
                              cp.min_visible_fraction, cp.min_visible_area)  # type: ignore[union-attr]
+        if params.photometric is not None and self.photometric_first:
+            window = apply_photometric(np.ascontiguousarray(window), params.photometric)
         out = warp(np.ascontiguousarray(window), m, out_size, nearest=False, fill=self.fill,
                    src_offset=win[:2])
         vx0, vy0, vx1, vy1 = valid_box(g)
@@ -187,7 +198,7 @@ class TrainTransform:
                           src_offset=(piece.x, piece.y), dst_offset=(x0, y0))
             labels.append(piece.label)
             regions.append((x0, y0, region.view(bool)))
-        if params.photometric is not None:
+        if params.photometric is not None and not self.photometric_first:
             out = apply_photometric(out, params.photometric)
         final = g.pad_to or out_size
         return make_sample(pad_image(out, g.pad_to, self.fill), labels, regions, final,
@@ -222,7 +233,9 @@ def build_copy_paste(augment: AugmentConfig, root: str, classes: Sequence[str] |
                      contrast_range=tuple(cfg.contrast_range), court_aware=cfg.court_aware,
                      occlusion_prob=cfg.occlusion_prob, ball_at_hand_prob=cfg.ball_at_hand_prob,
                      ball_label=ball, min_visible_fraction=cfg.min_visible_fraction,
-                     min_visible_area=cfg.min_visible_area)
+                     min_visible_area=cfg.min_visible_area, prob=cfg.prob,
+                     ball_in_next_human=cfg.ball_in_next_human, side_rule=cfg.side_rule,
+                     side_boxes=cfg.side_boxes)
 
 
 def build_train_transform(augment: AugmentConfig, root: str = "",
@@ -241,11 +254,13 @@ def build_train_transform(augment: AugmentConfig, root: str = "",
     geometry = GeometrySampler(augment.scales, augment.hflip_prob, geo.shear_max_degrees,
                                geo.shear_prob, geo.translate_max_fraction, geo.translate_prob,
                                augment.crop_size)
-    photometric = None
+    photometric, first = None, False
     if augment.photometric is not None:
         p = augment.photometric
         photometric = PhotometricSampler(p.prob, p.brightness_delta, tuple(p.contrast_range),
                                          tuple(p.saturation_range), p.hue_delta, p.channel_swap_prob)
+        first = p.before_geometric
     return TrainTransform(geometry, photometric, build_copy_paste(augment, root, classes),
                           augment.min_box_size, augment.allow_empty_crop,
-                          mean if augment.fill is None else augment.fill, extra=extra)
+                          mean if augment.fill is None else augment.fill, extra=extra,
+                          photometric_first=first)
