@@ -53,6 +53,7 @@ RANGES: dict[str, Range] = {
     "dataset.mean": RGB,
     "dataset.std": Range(0, 255, low_open=True),
     "dataset.test_scale": AT_LEAST_1,
+    "dataset.min_size": AT_LEAST_0,
     "model.backbone.out_indices": Range(1, 4),
     "model.backbone.drop_path_rate": BELOW_1,
     "model.neck.channels": AT_LEAST_1,

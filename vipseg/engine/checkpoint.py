@@ -103,6 +103,8 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str
     ``DataError`` naming ``source`` and the first such key, and nothing is loaded. Otherwise
     the fitting tensors are loaded and the returned report lists the others.
     """
+    upgrade = getattr(model, "upgrade_state_dict", None)  # older checkpoints' key names
+    weights = upgrade(weights) if upgrade is not None else weights
     own = model.state_dict()
     fitting, mismatched = {}, []
     for key, value in weights.items():

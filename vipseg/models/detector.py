@@ -45,7 +45,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from vipseg.models.heads.roi_heads import StandardRoIHeads
+from vipseg.models.heads.roi_heads import StandardRoIHeads, upgrade_torchvision_keys
 from vipseg.models.mask_targets import pack_masks
 
 SIZE_DIVISIBLE = 32
@@ -108,6 +108,14 @@ class TwoStageDetector(nn.Module):
         super().__init__()
         self.transform = NoResizeTransform(mean=mean, std=std)
         self.backbone, self.rpn, self.roi_heads = backbone, rpn, roi_heads
+
+    def upgrade_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A copy of ``state`` with the keys of older vipseg checkpoints (torchvision-style
+        RoI heads) renamed to this model's; what :func:`vipseg.engine.checkpoint.load_weights`
+        compares against the model (``load_state_dict`` applies the same renaming itself)."""
+        state = dict(state)
+        upgrade_torchvision_keys(self.roi_heads, state, "roi_heads.")
+        return state
 
     # ------------------------------------------------------------------------ stages
     def extract_features(self, images: list[torch.Tensor]) -> FeatureBatch:

@@ -146,7 +146,7 @@ def test_side_named_by_the_image_gets_the_pastes(square_bank):
         params = transform.sample(raw, np.random.default_rng(seed))
         assert all(p.x + p.size[1] / 2 >= SIZE / 2 - 0.5 for p in params.pastes)
         _, target = transform.apply(raw, params)
-        for mask in target["masks"][1:]:  # the pasted squares: centred in the right half
+        for mask in full_masks(target)[1:]:  # the pasted squares: centred in the right half
             cols = torch.nonzero(mask.any(0)).flatten().float()
             assert cols.mean() >= SIZE / 2 - 1
 

@@ -88,7 +88,9 @@ def test_crop_size_and_hard_pastes_in_a_drawn_sample(transform, raws):
             assert p.size == bank.crop_size(p.obj) and (p.brightness, p.contrast) == (0.0, 1.0)
         if k < 2:
             image, target = transform.apply(raw, params)
-            assert image.shape == (3, 1280, 1760) and target["masks"].shape[1:] == (1280, 1760)
+            assert image.shape == (3, 1280, 1760)
+            assert tuple(target["boxes"].canvas_size) == (1280, 1760)
+            assert (target["mask_boxes"][:, 2:] <= target["mask_boxes"].new_tensor([1760, 1280])).all()
             assert len(target["labels"]) > 0  # allow_empty_crop false: a crop with instances
 
 
