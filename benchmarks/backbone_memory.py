@@ -15,7 +15,11 @@ challenge's crop) with a few objects.
     PYTHONPATH=. python benchmarks/backbone_memory.py                  # 1760x1280, CUDA if any
     PYTHONPATH=. python benchmarks/backbone_memory.py --size 704 512   # reduced size, CPU
 
-Configs: configs/exp/mask_rcnn/{swin_b,cbswin_b}_fpn_gn_vipriors_recipe.yaml.
+Configs: configs/exp/mask_rcnn/{swin_b,cbswin_b}_fpn_gn_vipriors_recipe.yaml (the default pair)
+and, with ``--models HTC-CBSwin-B``, configs/exp/htc_iou/vipriors_best.yaml. A configuration
+whose child fails (for instance killed for memory: ``--max-rss-gib`` caps its address space)
+is reported as such and the others still run. ``--checkpointing on`` (or ``off``) runs one
+setting only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"Swin-B": "configs/exp/mask_rcnn/swin_b_fpn_gn_vipriors_recipe.yaml",
-           "CBSwin-B": "configs/exp/mask_rcnn/cbswin_b_fpn_gn_vipriors_recipe.yaml"}
+           "CBSwin-B": "configs/exp/mask_rcnn/cbswin_b_fpn_gn_vipriors_recipe.yaml",
+           # the issue's goal model: HTC + mask-IoU on CBSwin-B (the GPU starting config)
+           "HTC-CBSwin-B": "configs/exp/htc_iou/vipriors_best.yaml"}
+DEFAULT_MODELS = ["Swin-B", "CBSwin-B"]
 
 
 def synthetic_sample(width: int, height: int, objects: int = 8):
@@ -99,7 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=[1760, 1280],
                         metavar=("WIDTH", "HEIGHT"))
-    parser.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(CONFIGS))
+    parser.add_argument("--checkpointing", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--max-rss-gib", type=float, default=None,
+                        help="address-space limit of each child (RLIMIT_AS), GiB")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "CHECKPOINTING"),
@@ -108,33 +118,48 @@ def main() -> None:
     width, height = args.size
     if args.child:
         name, ckpt = args.child
+        if args.max_rss_gib:
+            limit = int(args.max_rss_gib * 2 ** 30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print(json.dumps(child(name, ckpt == "1", width, height, args.threads)))
         return
     rows = []
+    settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.checkpointing]
     for name in args.models:
-        for ckpt in (False, True):
+        for ckpt in settings:
             cmd = [sys.executable, __file__, "--child", name, "1" if ckpt else "0",
                    "--size", str(width), str(height), "--threads", str(args.threads)]
+            if args.max_rss_gib:
+                cmd += ["--max-rss-gib", str(args.max_rss_gib)]
             run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
             if run.returncode != 0:
-                sys.exit(f"{name} checkpointing={ckpt} failed:\n{run.stderr[-2000:]}")
+                last = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+                print(f"{name:9s} ckpt={'on ' if ckpt else 'off'} FAILED (exit "
+                      f"{run.returncode}): {last[:200]}", flush=True)
+                continue
             rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
             r = rows[-1]
             print(f"{name:9s} ckpt={'on ' if ckpt else 'off'} peak {r['peak_gib']:6.2f} GiB"
                   + (f" (before step {r['before_step_gib']:.2f})" if "before_step_gib" in r else "")
                   + f"  step {r['seconds']:7.1f} s  loss {r['loss']:.3f}  "
                   f"params {r['params_m']:.1f} M  [{r['device']}]", flush=True)
+    if not rows:
+        sys.exit("no configuration completed")
     kind = "CUDA max_memory_allocated, AMP bf16" if rows[0]["device"] == "cuda" else \
         "CPU peak RSS of one forward + backward, fp32"
     print(f"\n{width}x{height} batch 1, {kind}")
     by = {(r["name"], r["checkpointing"]): r for r in rows}
     for name in args.models:
+        if (name, False) not in by or (name, True) not in by:
+            continue
         off, on = by[(name, False)], by[(name, True)]
         print(f"{name}: checkpointing memory x{on['peak_gib'] / off['peak_gib']:.2f}, "
               f"time x{on['seconds'] / off['seconds']:.2f}")
-    if len(args.models) == 2:
-        a, b = args.models
+    a = args.models[0]
+    for b in args.models[1:]:
         for ckpt in (False, True):
+            if (a, ckpt) not in by or (b, ckpt) not in by:
+                continue
             print(f"{b} / {a} (checkpointing {'on' if ckpt else 'off'}): memory "
                   f"x{by[(b, ckpt)]['peak_gib'] / by[(a, ckpt)]['peak_gib']:.2f}, time "
                   f"x{by[(b, ckpt)]['seconds'] / by[(a, ckpt)]['seconds']:.2f}")
