@@ -34,3 +34,12 @@ def test_per_instance_colours_are_distinct_and_per_class_shared():
     assert len(set(many)) == 50
     hsv = np.array(many, np.uint8)[None]
     assert (cv2.cvtColor(hsv, cv2.COLOR_BGR2HSV)[0, :, 1] > 150).all()  # saturated, visible
+
+
+def test_an_image_without_predictions_is_drawn_unchanged_in_either_mode():
+    # The demo's overlay step crashed on a test image where nothing passed the threshold.
+    image = np.full((40, 90, 3), 128, np.uint8)
+    assert instance_colours(0) == []
+    for per_instance in (False, True):
+        out = draw_predictions(image, [], [], ["human", "ball"], per_instance=per_instance)
+        assert np.array_equal(out, image)

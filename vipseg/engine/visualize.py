@@ -69,7 +69,9 @@ def list_images(path: str | Path) -> tuple[list[Path], list[str]]:
 
 
 def instance_colours(n: int) -> list[tuple[int, int, int]]:
-    """``n`` distinct saturated BGR colours (hues spaced by the golden angle)."""
+    """``n`` distinct saturated BGR colours (hues spaced by the golden angle); ``[]`` for 0."""
+    if n == 0:
+        return []
     hues = (np.arange(n) * 0.618033988749895 % 1.0 * 180).astype(np.uint8)
     hsv = np.stack([hues, np.full(n, 230, np.uint8), np.full(n, 255, np.uint8)], 1)[None]
     return [tuple(int(v) for v in c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]]
