@@ -1,5 +1,6 @@
-"""Inference: box-local chunked paste equals torchvision's full paste; predictions map back to
-the original image; DDP sharding gathers the same results on every rank."""
+"""Inference: box-local chunked paste equals a dense detectron2-style paste and inverts the
+mask targets; predictions map back to the original image; DDP sharding gathers the same
+results on every rank."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
-from torchvision.models.detection.roi_heads import paste_masks_in_image
+import torch.nn.functional as F
+from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 from torchvision.ops import roi_align
 
 from tests.helpers import make_shapes_dataset
@@ -25,6 +27,7 @@ from vipseg.engine.inference import paste_masks_to_rles
 from vipseg.engine.postprocess import PostOptions
 from vipseg.engine.predict import PredictOptions, predict_dataset
 from vipseg.errors import DataError
+from vipseg.models.mask_targets import mask_targets, pack_masks
 
 SCALE = [200, 150]  # 160x128 images -> 188x150: a non-integer resize
 
@@ -40,16 +43,50 @@ def random_detections(k: int, h: int, w: int, seed: int = 0):
     return masks, boxes
 
 
+def dense_paste(masks: torch.Tensor, boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """detectron2's ``_do_paste_mask`` without its skip-empty crop: every pixel of the image
+    samples the mask at its centre, in box-normalised coordinates. [K, h, w] floats."""
+    x0, y0, x1, y1 = boxes[:, :, None].unbind(1)
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1  # [K, w]
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1  # [K, h]
+    grid = torch.stack([xs[:, None, :].expand(-1, h, -1), ys[:, :, None].expand(-1, -1, w)], 3)
+    return F.grid_sample(masks, grid, align_corners=False)[:, 0]
+
+
 @pytest.mark.parametrize("thresh", [0.3, 0.5])
-def test_paste_equals_torchvision_full_paste_for_any_chunk(thresh):
+def test_box_local_paste_equals_the_dense_paste_for_any_chunk(thresh):
     h, w = 97, 131
     masks, boxes = random_detections(40, h, w)
-    full = paste_masks_in_image(masks, boxes, (h, w))[:, 0] > thresh
-    expected = encode_many(full.numpy())
+    expected = encode_many((dense_paste(masks, boxes, h, w) > thresh).numpy())
     for chunk in (1, 3, 16, 100):
         assert paste_masks_to_rles(masks, boxes, (h, w), mask_thresh=thresh,
                                    chunk=chunk) == expected
     assert paste_masks_to_rles(masks[:0], boxes[:0], (h, w)) == []
+
+
+def test_crop_then_paste_gives_small_masks_back():
+    """A perfect mask head: the aligned 28x28 target of each instance on its own box, pasted
+    back, is the instance again, even for 3-pixel limbs (torchvision's crop and paste lose a
+    quarter of such masks: benchmarks/mask_roundtrip.py)."""
+    h, w = 40, 60
+    full = torch.zeros(3, h, w, dtype=torch.bool)
+    full[0, 5:35, 10:20] = True
+    full[0, 5:20, 20:23] = True  # a thin arm
+    full[1, 12:21, 30:34] = True
+    full[2, 2:9, 40:47] = True
+    full[2, 4:7, 42:45] = False  # a hole
+    boxes = torch.tensor([[10.0, 5.0, 23.0, 35.0], [30.0, 12.0, 34.0, 21.0],
+                          [40.0, 2.0, 47.0, 9.0]])
+    data, crop_boxes = pack_masks(full)
+    index = torch.arange(3)
+    target = mask_targets({"mask_data": data, "mask_boxes": crop_boxes}, index, boxes, 28)
+    rles = paste_masks_to_rles((target >= 0.5).float()[:, None], boxes, (h, w))
+    for rle, gt in zip(rles, full):
+        assert torch.equal(torch.from_numpy(decode(rle)).bool(), gt)
+    # torchvision's conventions on the same instances do not round-trip
+    theirs = project_masks_on_boxes(full.to(torch.uint8), boxes, index, 28)
+    back = paste_masks_in_image((theirs >= 0.5).float()[:, None], boxes, (h, w))[:, 0] > 0.5
+    assert not torch.equal(back, full)
 
 
 class FakeDetector(torch.nn.Module):

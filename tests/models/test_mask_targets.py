@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import project_masks_on_boxes
+from torchvision.ops import roi_align
 
 from vipseg.models.mask_targets import area_ratios, mask_targets, pack_masks, semantic_target
 from vipseg.utils.packed_masks import unpack_crops, unpack_masks
@@ -60,8 +61,28 @@ def test_mask_targets_equal_torchvision(seed):
     proposals = random_proposals(seed, 40, (60, 80))
     gt_index = torch.randint(0, 6, (40,), generator=torch.Generator().manual_seed(seed))
     data, boxes = pack_masks(masks)
-    got = mask_targets({"mask_data": data, "mask_boxes": boxes}, gt_index, proposals, 28)
+    got = mask_targets({"mask_data": data, "mask_boxes": boxes}, gt_index, proposals, 28,
+                       aligned=False)
     expected = project_masks_on_boxes(masks.to(torch.uint8), proposals, gt_index, 28)
+    assert got.shape == (40, 28, 28)
+    assert (got - expected).abs().max().item() < 1e-5
+    assert expected.sum() > 10  # the comparison is not between two empty sets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aligned_mask_targets_equal_full_image_roi_align(seed):
+    """The default (aligned) targets from the crops equal aligned RoIAlign on full masks."""
+    masks = random_masks(seed)
+    proposals = random_proposals(seed, 40, (60, 80))
+    gt_index = torch.randint(0, 6, (40,), generator=torch.Generator().manual_seed(seed))
+    data, boxes = pack_masks(masks)
+    got = mask_targets({"mask_data": data, "mask_boxes": boxes}, gt_index, proposals, 28)
+    rois = torch.cat([gt_index[:, None].float(), proposals], 1)
+    expected = roi_align(masks[:, None].float(), rois, 28, 1.0, aligned=True)[:, 0]
+    assert (got - expected).abs().max().item() < 1e-5
+    assert expected.sum() > 10
+    unaligned = project_masks_on_boxes(masks.to(torch.uint8), proposals, gt_index, 28)
+    assert (got - unaligned).abs().max().item() > 0.1  # the two conventions differ here
     assert got.shape == (40, 28, 28)
     assert (got - expected).abs().max().item() < 1e-5
     assert expected.sum() > 10  # the comparison is not between two empty sets

@@ -1,6 +1,7 @@
 """``mask_rcnn`` against the torchvision Mask R-CNN heads it replaced (``RoIHeads`` with
 ``TwoMLPHead`` / ``MaskRCNNHeads`` / ``MaskRCNNPredictor``, as vipseg built them before):
-with the same weights the RoI losses and the detections are the same, and a freshly built
+with the same weights (and ``roi_heads.aligned: false``, torchvision's RoIAlign sampling) the
+RoI losses and the detections are the same, and a freshly built
 model starts from the same initial distribution (the demo's val mask AP depends on it:
 benchmarks/RESULTS.md, "Model zoo: the demo's AP against the torchvision heads")."""
 
@@ -41,6 +42,8 @@ def torchvision_heads(cfg, levels: list[str], channels: int) -> RoIHeads:
 
 @pytest.fixture
 def pair(tiny_cfg):
+    """vipseg's heads with torchvision's (unaligned) RoIAlign, and torchvision's heads."""
+    tiny_cfg.model.roi_heads.aligned = False
     torch.manual_seed(0)
     model = build_model(tiny_cfg)
     tv = torchvision_heads(tiny_cfg, model.backbone.level_names, model.backbone.out_channels)

@@ -148,6 +148,8 @@ class RoIHeadsConfig:
     and ``ws`` (weight-standardised convs) apply to the convs of the box and mask heads.
     ``seesaw`` set: Seesaw loss + cosine classifier instead of softmax cross-entropy.
     ``fg_iou_thresh`` / ``bg_iou_thresh`` are Mask R-CNN's; cascades use ``model.cascade``.
+    ``aligned``: half-pixel-correct RoIAlign for the pooled features and the mask targets
+    (detectron2's ROIAlignV2); ``false`` samples as torchvision's Mask R-CNN does.
     """
 
     batch_size_per_image: int = 512
@@ -168,6 +170,7 @@ class RoIHeadsConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    aligned: bool = True
 
 
 @dataclass

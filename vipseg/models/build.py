@@ -13,7 +13,6 @@ import math
 from typing import Callable, Optional
 
 import torch.nn as nn
-from torchvision.ops import MultiScaleRoIAlign
 
 from vipseg.config.schema import CascadeConfig, Config, ModelConfig
 from vipseg.models.detector import TwoStageDetector
@@ -28,6 +27,7 @@ from vipseg.models.heads.rpn import make_rpn
 from vipseg.models.heads.semantic import SemanticHead
 from vipseg.models.losses import ClsLoss, Seesaw, SoftmaxCE
 from vipseg.models.norms import norm_factory
+from vipseg.models.poolers import PyramidRoIAlign
 
 BOX_POOL = 7  # RoIAlign output side for the box head
 MASK_POOL = 14  # ... for the mask head (masks are predicted at 2 * MASK_POOL = 28)
@@ -112,8 +112,9 @@ class HeadParts:
         """Keyword arguments every family's RoI heads take."""
         r = self.m.roi_heads
         return dict(
-            box_roi_pool=MultiScaleRoIAlign(self.levels, BOX_POOL, sampling_ratio=SAMPLING_RATIO),
-            mask_roi_pool=MultiScaleRoIAlign(self.levels, MASK_POOL, sampling_ratio=SAMPLING_RATIO),
+            box_roi_pool=PyramidRoIAlign(self.levels, BOX_POOL, SAMPLING_RATIO, aligned=r.aligned),
+            mask_roi_pool=PyramidRoIAlign(self.levels, MASK_POOL, SAMPLING_RATIO,
+                                          aligned=r.aligned),
             num_classes=self.num_classes, batch_size_per_image=r.batch_size_per_image,
             positive_fraction=r.positive_fraction, box_loss=r.box_loss,
             box_loss_weight=r.box_loss_weight, mask_iou_loss_weight=self.m.mask_iou.loss_weight,

@@ -33,13 +33,15 @@ def _groups(gt_index: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
 
 
 def mask_targets(masks: Mapping[str, torch.Tensor], gt_index: torch.Tensor,
-                 proposals: torch.Tensor, size: int) -> torch.Tensor:
+                 proposals: torch.Tensor, size: int, *, aligned: bool = True) -> torch.Tensor:
     """Soft mask targets [P, size, size] in 0..1 for ``proposals`` [P, 4] (XYXY sample pixels)
     matched to instances ``gt_index`` [P] (int, 0..N-1).
 
-    Per instance, ``roi_align`` (1 pixel scale, adaptive sampling, ``aligned=False``, as
-    torchvision's ``project_masks_on_boxes``) of its crop with the proposals moved by the
-    crop's origin. Threshold at 0.5 for binary targets.
+    Per instance, ``roi_align`` (1 pixel scale, adaptive sampling) of its crop with the
+    proposals moved by the crop's origin. ``aligned=True``: pixel ``i`` spans ``[i, i + 1)``
+    (detectron2's ``BitMasks.crop_and_resize``; what vipseg's paste inverts); ``False``:
+    torchvision's ``project_masks_on_boxes``, half a pixel off. Threshold at 0.5 for binary
+    targets.
     """
     crops = unpack_crops(masks["mask_data"], masks["mask_boxes"])
     origins = masks["mask_boxes"][:, :2].to(proposals)
@@ -49,7 +51,8 @@ def mask_targets(masks: Mapping[str, torch.Tensor], gt_index: torch.Tensor,
         if crop.numel() == 0:
             continue
         rois = proposals[where] - origins[g].repeat(2)
-        out[where] = roi_align(crop[None, None].to(proposals), [rois], (size, size), 1.0)[:, 0]
+        out[where] = roi_align(crop[None, None].to(proposals), [rois], (size, size), 1.0,
+                               aligned=aligned)[:, 0]
     return out
 
 

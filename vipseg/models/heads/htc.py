@@ -30,12 +30,12 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torchvision.ops import MultiScaleRoIAlign
 
 from vipseg.models.heads.cascade import CascadeRoIHeads
 from vipseg.models.heads.roi_heads import Detections, Maps, RoISample, TrainPlan
 from vipseg.models.heads.semantic import semantic_loss
 from vipseg.models.mask_targets import semantic_target
+from vipseg.models.poolers import PyramidRoIAlign
 
 SEMANTIC_KEY = "semantic"  # the semantic embedding's entry in the maps dict
 
@@ -65,10 +65,12 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
         self.semantic_loss_weight = semantic_loss_weight
         self.levels = list(self.box_roi_pool.featmap_names)
         if semantic_head is not None:
-            self.semantic_box_pool = MultiScaleRoIAlign(
-                [SEMANTIC_KEY], self.box_roi_pool.output_size, self.box_roi_pool.sampling_ratio)
-            self.semantic_mask_pool = MultiScaleRoIAlign(
-                [SEMANTIC_KEY], self.mask_roi_pool.output_size, self.mask_roi_pool.sampling_ratio)
+            self.semantic_box_pool = PyramidRoIAlign(
+                [SEMANTIC_KEY], self.box_roi_pool.output_size, self.box_roi_pool.sampling_ratio,
+                aligned=self.aligned)
+            self.semantic_mask_pool = PyramidRoIAlign(
+                [SEMANTIC_KEY], self.mask_roi_pool.output_size, self.mask_roi_pool.sampling_ratio,
+                aligned=self.aligned)
 
     # ------------------------------------------------------------------------ semantic
     def _with_semantic(self, maps: Maps) -> tuple[Maps, Optional[Tensor]]:
@@ -109,7 +111,7 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
         maps, sem_logits = self._with_semantic(maps)
         losses: dict[str, Tensor] = {}
         if sem_logits is not None:
-            # The fusion level's stride, a power of two (as MultiScaleRoIAlign infers it).
+            # The fusion level's stride, a power of two (as PyramidRoIAlign infers it).
             ratio = max(h for h, _ in image_sizes) / sem_logits.shape[-2]
             stride = 2 ** round(math.log2(ratio))
             sem_targets = [semantic_target(t, size, stride)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection._utils import (BalancedPositiveNegativeSampler, BoxCoder,
                                                  Matcher)
-from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 from torchvision.ops import remove_small_boxes
 
 from vipseg.models.heads.mask_iou import mask_iou_loss, mask_iou_targets
@@ -80,7 +80,10 @@ class StandardRoIHeads(nn.Module):
     """One box stage and one mask head (Mask R-CNN), optionally a mask-IoU head.
 
     Args:
-        box_roi_pool, mask_roi_pool: ``MultiScaleRoIAlign`` to 7x7 and 14x14.
+        box_roi_pool, mask_roi_pool: pyramid RoIAlign to 7x7 and 14x14
+            (:class:`~vipseg.models.poolers.PyramidRoIAlign` or torchvision's
+            ``MultiScaleRoIAlign``); the mask targets follow the mask pool's ``aligned``
+            (torchvision's pool: ``False``), so targets and features agree.
         mask_head, mask_iou_head: modules (module doc).
         num_classes: foreground classes ``C``.
         batch_size_per_image, positive_fraction: the balanced sampler's RoIs per image and
@@ -94,7 +97,7 @@ class StandardRoIHeads(nn.Module):
         score_thresh, nms_thresh, detections_per_img: test-time filtering (per-class NMS).
     """
 
-    def __init__(self, *, box_roi_pool: MultiScaleRoIAlign, mask_roi_pool: MultiScaleRoIAlign,
+    def __init__(self, *, box_roi_pool: nn.Module, mask_roi_pool: nn.Module,
                  mask_head: nn.Module, num_classes: int, batch_size_per_image: int = 512,
                  positive_fraction: float = 0.25, box_loss: str = "smooth_l1",
                  box_loss_weight: float = 1.0, mask_iou_head: Optional[nn.Module] = None,
@@ -103,6 +106,7 @@ class StandardRoIHeads(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.box_roi_pool, self.mask_roi_pool = box_roi_pool, mask_roi_pool
+        self.aligned = bool(getattr(mask_roi_pool, "aligned", False))
         self._init_box_head(**box_args)
         self.mask_head = mask_head
         self.mask_iou_head = mask_iou_head
@@ -277,10 +281,9 @@ class StandardRoIHeads(nn.Module):
         """Channel of each label (1..C) in class-specific [R, C, M, M] or agnostic [R, 1, M, M]."""
         return labels - 1 if logits.shape[1] > 1 else torch.zeros_like(labels)
 
-    @staticmethod
-    def _mask_targets(targets: list[dict], sample: RoISample, size: int) -> Tensor:
+    def _mask_targets(self, targets: list[dict], sample: RoISample, size: int) -> Tensor:
         """Binary targets [P, size, size] of the positive RoIs from the compact masks."""
-        parts = [mask_targets(t, g, b, size) for t, g, b in
+        parts = [mask_targets(t, g, b, size, aligned=self.aligned) for t, g, b in
                  zip(targets, sample.gt_index, sample.boxes)]
         return torch.cat(parts) if parts else torch.zeros(0, size, size)
 
