@@ -59,6 +59,7 @@ from vipseg.data.masks import decode, encode, encode_many, rle_area, rle_to_bbox
 from vipseg.data.transforms.basic import fit_scale, image_tensor, to_sample  # noqa: E402
 from vipseg.engine.evaluation import coco_metrics, evaluate_model  # noqa: E402
 from vipseg.engine.optim import build_optimizer, lr_factor_fn  # noqa: E402
+from vipseg.engine.predict import predict_options  # noqa: E402
 from vipseg.models.build import build_model  # noqa: E402
 
 CONFIG = REPO / "configs/exp/mask_rcnn/smalldata_cpu.yaml"
@@ -204,7 +205,7 @@ def run_vipseg(root: Path, budget: float, probe: int, seed: int) -> dict:
     fit = budgeted_fit(step, optimizer, batches(train_set, bs, seed), budget, probe, factor_for)
     tic = time.perf_counter()
     metrics = evaluate_model(model, build_dataset(cfg, "val", train=False), device="cpu",
-                             test_cfg=cfg.test)
+                             options=predict_options(cfg, "cpu"))
     return {**fit, "eval_seconds": time.perf_counter() - tic, "metrics": metrics}
 
 

@@ -414,10 +414,11 @@ def test_an_error_after_a_progress_bar_starts_its_own_line(world, capsys, monkey
             return load_raw(self, index)
 
         monkeypatch.setattr(CocoInstanceDataset, "load_raw", failing)
-        # the training bar is drawn on terminals only (one line per interval elsewhere)
-        monkeypatch.setattr("vipseg.engine.progress._is_terminal", lambda stream: True)
     else:
         IMAGE_FAULTS["truncated PNG"](sorted((world / "data" / "train").glob("*.png"))[-1])
+    # bars are drawn on terminals only (training logs one line per interval elsewhere)
+    monkeypatch.setattr("vipseg.engine.progress.is_terminal", lambda stream: True)
+    monkeypatch.setattr("vipseg.engine.predict.is_terminal", lambda stream: True)
     code, err = run(argv_of(command, world), capsys)
     assert code == 2 and "%|" in err, err  # a progress bar was drawn
     last = err.rstrip("\n").split("\n")[-1]

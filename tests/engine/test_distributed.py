@@ -37,11 +37,11 @@ def test_sync_bn_is_kept_as_batchnorm_on_cpu_with_a_warning():
     assert len(warnings) == 1
 
 
-def test_worker_seeds_differ_per_epoch_and_rank():
-    a = ddp.loader_generator(0, 0, 0).initial_seed()
-    assert a == ddp.loader_generator(0, 0, 0).initial_seed()
-    assert len({a, ddp.loader_generator(0, 1, 0).initial_seed(),
-                ddp.loader_generator(0, 0, 1).initial_seed()}) == 3
+def test_loader_generator_seeds_differ_per_run_seed_and_rank():
+    a = ddp.loader_generator(0, 0).initial_seed()
+    assert a == ddp.loader_generator(0, 0).initial_seed()
+    assert len({a, ddp.loader_generator(0, 1).initial_seed(),
+                ddp.loader_generator(1, 0).initial_seed()}) == 3
 
 
 def test_torchrun_two_process_gloo_job_writes_one_run(repo, tmp_path):

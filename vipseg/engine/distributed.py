@@ -164,8 +164,9 @@ def worker_init_fn(worker_id: int) -> None:
     random.seed(seed)
 
 
-def loader_generator(seed: int, rank: int, epoch: int) -> torch.Generator:
-    """A generator for one epoch's DataLoader; keeps the global torch RNG untouched."""
+def loader_generator(seed: int, rank: int) -> torch.Generator:
+    """The generator of a rank's (persistent) DataLoader: it seeds the workers' base seed and
+    keeps the global torch RNG untouched. Samples draw from per-sample seeds, not from it."""
     g = torch.Generator()
-    g.manual_seed(seed * 1_000_003 + rank * 10_007 + epoch)
+    g.manual_seed(seed * 1_000_003 + rank * 10_007)
     return g

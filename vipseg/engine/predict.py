@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from vipseg.data.dataset import collate
 from vipseg.engine.inference import AMP_DTYPES, category_ids_of, output_to_results
 from vipseg.engine.postprocess import PostOptions, post_options, postprocess
+from vipseg.engine.progress import is_terminal
 from vipseg.engine.tta import (MergeOptions, Member, MultiViewPredictor, OriginalImage, View,
                                merge_options, views_from_config)
 
@@ -93,7 +95,8 @@ def predict_dataset(model: Union[nn.Module, Sequence[Member]], dataset: Any, *,
     ``transform`` attribute is replaced for multi-view runs). ``model``: one detector, or
     ensemble ``Member``s (each with its views and weight). One detector with
     ``options.views`` runs TTA. ``category_ids[label]`` overrides
-    ``dataset.label_to_category_id(label)`` (for images-only files).
+    ``dataset.label_to_category_id(label)`` (for images-only files). The ``progress`` bar
+    draws only on a terminal (a log file would get one redraw per image).
     """
     if options.amp not in ("none", *AMP_DTYPES):
         raise ValueError(f"amp must be none, bf16 or fp16, got {options.amp!r}")
@@ -117,8 +120,8 @@ def predict_dataset(model: Union[nn.Module, Sequence[Member]], dataset: Any, *,
     autocast = (torch.autocast(device.type, dtype=AMP_DTYPES[options.amp])
                 if options.amp != "none" else contextlib.nullcontext())
     per_image: list[tuple[int, list[dict]]] = []
-    bar = tqdm(total=len(indices), desc="predict", unit="img", disable=not progress or rank != 0,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=len(indices), desc="predict", unit="img", dynamic_ncols=True, leave=False,
+               disable=not progress or rank != 0 or not is_terminal(sys.stderr))
     pos = 0
     for images, targets in loader:
         if predictor is None:  # multi-view makes its views from the CPU image

@@ -59,7 +59,7 @@ class Progress:
         self.log, self.device = log, device
         self.interval = max(1, log_interval)
         self.stream = stream if stream is not None else sys.stderr
-        self.bar_mode = bool(bar) if bar is not None else _is_terminal(self.stream)
+        self.bar_mode = bool(bar) if bar is not None else is_terminal(self.stream)
         self.total_iters = 0  # the planned length of the run (may change: time budget)
         self._bar: tqdm | None = None
         self._session_start: float | None = None
@@ -123,7 +123,8 @@ class Progress:
             self._bar = None
 
 
-def _is_terminal(stream: IO[str]) -> bool:
+def is_terminal(stream: IO[str]) -> bool:
+    """Whether ``stream`` is an open terminal (progress bars only draw on one)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # closed or not a file

@@ -109,7 +109,7 @@ class TrainLoader:
         self._loader: DataLoader | None = DataLoader(
             SeededSamples(dataset), batch_sampler=self.batches, collate_fn=collate,
             num_workers=num_workers, persistent_workers=num_workers > 0,
-            worker_init_fn=ddp.worker_init_fn, generator=ddp.loader_generator(seed, rank, 0),
+            worker_init_fn=ddp.worker_init_fn, generator=ddp.loader_generator(seed, rank),
             pin_memory=pin_memory)
 
     def epoch(self, epoch: int, skip: int = 0) -> DataLoader:
