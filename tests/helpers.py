@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,21 @@ import pytest
 import torch
 
 from vipseg.data.masks import decode, encode, rle_area, rle_to_bbox
+
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs/exp/mask_rcnn/tiny_cpu.yaml"
+# The tiny config on a 128x96 shapes train split that also serves as its val split.
+SHAPES_128x96 = ["dataset.val.ann=train.json", "dataset.val.images=train",
+                 "augment.scales=[[128,96]]", "dataset.test_scale=[128,96]", "train.batch_size=2"]
+
+
+def shapes_train_root(tmp_path_factory, *, size: tuple[int, int] = (160, 128),
+                      n_images: int = 4) -> Path:
+    """A fresh dataset root holding a ``train`` split of :func:`make_shapes_dataset` (``size``
+    is (W, H)): what the tests' module-scoped ``shapes`` fixtures return."""
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes_dataset(root, "train", n_images=n_images, size=size)
+    return root
 
 
 def make_shapes_dataset(root: Path, split: str = "train", n_images: int = 4,
@@ -96,3 +113,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def fork_gloo_ranks(worker, *args, world: int = 2) -> None:
+    """Run ``worker(rank, world, port, *args)`` in ``world`` forked processes (fork: they reuse
+    the imported modules; spawn would import torch again) and wait for them; ``port`` is a
+    free local TCP port for :func:`gloo_group`."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(worker, args=(world, port, *args), nprocs=world, start_method="fork")
+
+
+@contextlib.contextmanager
+def gloo_group(rank: int, world: int, port: int):
+    """A one-thread gloo process group for the body of a :func:`fork_gloo_ranks` worker."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

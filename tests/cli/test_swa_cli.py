@@ -7,23 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import (SHAPES_128x96, TINY_CONFIG, one_torch_thread,  # noqa: F401
+                           shapes_train_root)
 from vipseg.cli.main import main
 from vipseg.config import dump_config, load_config
 from vipseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from vipseg.models.build import build_model
 
-TINY = str(Path(__file__).resolve().parents[2] / "configs/exp/mask_rcnn/tiny_cpu.yaml")
+TINY = str(TINY_CONFIG)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-SMALL = ["dataset.val.ann=train.json", "dataset.val.images=train", "augment.scales=[[128,96]]",
-         "dataset.test_scale=[128,96]", "train.batch_size=2", "train.val_interval=0"]
+SMALL = [*SHAPES_128x96, "train.val_interval=0"]
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes_dataset(root, "train", n_images=4, size=(128, 96))
-    return root
+    return shapes_train_root(tmp_path_factory, size=(128, 96))
 
 
 def bn_config(shapes: Path, folder: Path) -> Path:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import one_torch_thread, shapes_train_root  # noqa: F401 (fixture)
 from vipseg.config import Config, load_config
 from vipseg.engine.checkpoint import checkpoint_weights, load_checkpoint
 from vipseg.engine.trainer import train
@@ -32,9 +32,7 @@ class Toy(nn.Module):
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes_dataset(root, "train", n_images=4, size=(96, 64))
-    return root
+    return shapes_train_root(tmp_path_factory, size=(96, 64))
 
 
 def cfg_for(root: Path, *overrides: str) -> Config:

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from torch.nn.parallel import DistributedDataParallel
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 from torchvision.ops import roi_align
 
-from tests.helpers import make_shapes_dataset
+from tests.helpers import fork_gloo_ranks, gloo_group, make_shapes_dataset
 from vipseg.data.dataset import CocoInstanceDataset
 from vipseg.data.masks import decode, encode_many
 from vipseg.data.transforms import basic
@@ -181,10 +178,7 @@ def test_category_ids_override_and_missing_ids(shapes):
 
 
 def _ddp_worker(rank: int, world: int, port: int, shapes, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=60))
-    torch.set_num_threads(1)
-    try:
+    with gloo_group(rank, world, port):
         dataset = make_dataset(shapes)
         # 5 images: rank 0 predicts 3, rank 1 predicts 2, as the trainer's DDP model would
         model = DistributedDataParallel(FakeDetector(dataset, SCALE))
@@ -192,19 +186,10 @@ def _ddp_worker(rank: int, world: int, port: int, shapes, out_dir: str) -> None:
                                   progress=False)
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(results, f)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_distributed_predict_gathers_everything_on_every_rank(shapes, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # fork: the workers reuse the imported modules (spawn would re-import torch twice)
-    mp.start_processes(_ddp_worker, args=(2, port, shapes, str(tmp_path)), nprocs=2,
-                       start_method="fork")
+    fork_gloo_ranks(_ddp_worker, shapes, str(tmp_path))
     dataset = make_dataset(shapes)
     single = predict_dataset(FakeDetector(dataset, SCALE), dataset, device="cpu",
                              progress=False)

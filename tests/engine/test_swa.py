@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import (SHAPES_128x96, TINY_CONFIG, one_torch_thread,  # noqa: F401
+                           shapes_train_root)
 from vipseg.config import Config, load_config
 from vipseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from vipseg.engine.optim import lr_factor_fn
@@ -21,17 +22,14 @@ from vipseg.errors import DataError
 from vipseg.models.build import build_model
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "configs/exp/mask_rcnn/tiny_cpu.yaml"
+TINY = TINY_CONFIG
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-SMALL = ["dataset.val.ann=train.json", "dataset.val.images=train", "augment.scales=[[128,96]]",
-         "dataset.test_scale=[128,96]", "train.batch_size=2", "train.log_interval=1"]
+SMALL = [*SHAPES_128x96, "train.log_interval=1"]
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes_dataset(root, "train", n_images=4, size=(128, 96))
-    return root
+    return shapes_train_root(tmp_path_factory, size=(128, 96))
 
 
 def tiny_cfg(root: Path, *overrides: str) -> Config:

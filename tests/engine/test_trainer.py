@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import one_torch_thread, shapes_train_root  # noqa: F401 (fixture)
 from vipseg.config import Config, load_config
 from vipseg.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from vipseg.engine.run_dir import RunLog, new_run_dir
@@ -25,9 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes_dataset(root, "train", n_images=4)
-    return root
+    return shapes_train_root(tmp_path_factory)
 
 
 def tiny_cfg(root: Path, *overrides: str) -> Config:

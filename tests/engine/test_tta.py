@@ -5,17 +5,14 @@ before pasting; WBF and view mapping by hand; DDP shards gather the same results
 from __future__ import annotations
 
 import json
-import socket
-from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from tests.engine.stage_detector import StageDetector
-from tests.helpers import make_shapes_dataset, one_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import (fork_gloo_ranks, gloo_group, make_shapes_dataset,  # noqa: F401
+                           one_torch_thread)
 from vipseg.config.loader import load_config
 from vipseg.data.dataset import CocoInstanceDataset
 from vipseg.data.masks import decode, rle_iou
@@ -203,25 +200,16 @@ def test_default_views_are_the_references_ten(repo):
 
 
 def _ddp_worker(rank: int, world: int, port: int, shapes, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=60))
-    torch.set_num_threads(1)
-    try:
+    with gloo_group(rank, world, port):
         options = PredictOptions(views=(View(SCALE), View(0.8, True)))
         results = predict_dataset(StageDetector(), make_dataset(shapes), device="cpu",
                                   options=options, distributed=True, progress=False)
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(results, f)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_distributed_tta_gathers_the_single_process_result(shapes, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(2, port, shapes, str(tmp_path)), nprocs=2,
-                       start_method="fork")
+    fork_gloo_ranks(_ddp_worker, shapes, str(tmp_path))
     options = PredictOptions(views=(View(SCALE), View(0.8, True)))
     single = predict_dataset(StageDetector(), make_dataset(shapes), device="cpu",
                              options=options, progress=False)

@@ -56,36 +56,26 @@ def test_pack_round_trip_and_margin():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mask_targets_equal_torchvision(seed):
+@pytest.mark.parametrize("aligned", [True, False])
+def test_mask_targets_from_crops_equal_full_image_targets(seed, aligned):
+    """From the crops: aligned (the default) = aligned RoIAlign on the full masks; unaligned =
+    torchvision's ``project_masks_on_boxes``; and the two conventions differ."""
     masks = random_masks(seed)
     proposals = random_proposals(seed, 40, (60, 80))
     gt_index = torch.randint(0, 6, (40,), generator=torch.Generator().manual_seed(seed))
     data, boxes = pack_masks(masks)
-    got = mask_targets({"mask_data": data, "mask_boxes": boxes}, gt_index, proposals, 28,
-                       aligned=False)
-    expected = project_masks_on_boxes(masks.to(torch.uint8), proposals, gt_index, 28)
-    assert got.shape == (40, 28, 28)
-    assert (got - expected).abs().max().item() < 1e-5
-    assert expected.sum() > 10  # the comparison is not between two empty sets
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_aligned_mask_targets_equal_full_image_roi_align(seed):
-    """The default (aligned) targets from the crops equal aligned RoIAlign on full masks."""
-    masks = random_masks(seed)
-    proposals = random_proposals(seed, 40, (60, 80))
-    gt_index = torch.randint(0, 6, (40,), generator=torch.Generator().manual_seed(seed))
-    data, boxes = pack_masks(masks)
-    got = mask_targets({"mask_data": data, "mask_boxes": boxes}, gt_index, proposals, 28)
+    packed = {"mask_data": data, "mask_boxes": boxes}
+    got = mask_targets(packed, gt_index, proposals, 28, aligned=aligned)
+    if aligned:
+        assert torch.equal(got, mask_targets(packed, gt_index, proposals, 28))  # the default
     rois = torch.cat([gt_index[:, None].float(), proposals], 1)
-    expected = roi_align(masks[:, None].float(), rois, 28, 1.0, aligned=True)[:, 0]
-    assert (got - expected).abs().max().item() < 1e-5
-    assert expected.sum() > 10
-    unaligned = project_masks_on_boxes(masks.to(torch.uint8), proposals, gt_index, 28)
-    assert (got - unaligned).abs().max().item() > 0.1  # the two conventions differ here
+    full_aligned = roi_align(masks[:, None].float(), rois, 28, 1.0, aligned=True)[:, 0]
+    torchvision = project_masks_on_boxes(masks.to(torch.uint8), proposals, gt_index, 28)
+    expected, other = (full_aligned, torchvision) if aligned else (torchvision, full_aligned)
     assert got.shape == (40, 28, 28)
     assert (got - expected).abs().max().item() < 1e-5
     assert expected.sum() > 10  # the comparison is not between two empty sets
+    assert (got - other).abs().max().item() > 0.1
 
 
 def test_mask_targets_empty():
