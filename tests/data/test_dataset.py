@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
+import pytest
 import torch
 from torchvision import tv_tensors
 
 from tests.helpers import make_shapes_dataset
-from vipseg.data.dataset import CocoInstanceDataset, collate
+from vipseg.data.dataset import CocoInstanceDataset, collate, read_image
+from vipseg.errors import DataError
 from vipseg.data.transforms.basic import TestTransform
 
 
@@ -89,3 +93,23 @@ def test_ram_cache_refuses_what_does_not_fit(tmp_path, monkeypatch):
                                         r"only 0.1 MiB of memory is available") as e:
         CocoInstanceDataset(ann, tmp_path / "train", ["human", "ball"], cache_ram=True)
     assert "\n" not in str(e.value)
+
+
+def test_a_corrupt_png_gives_one_error_naming_the_file_and_libpngs_words(tmp_path, capfd):
+    """libpng prints on file descriptor 2 from C; read_image folds that into its DataError."""
+    image = (np.arange(64 * 48 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), image)
+    assert np.array_equal(read_image(path), image[..., ::-1])  # BGR on disk, RGB back
+    data = bytearray(path.read_bytes())
+    for i in range(60, 200):  # inside the IDAT chunk: the file stays complete
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(DataError, match=r"a\.png: cannot read image \(corrupt or unsupported "
+                                        r"format: libpng error: .+\)"):
+        read_image(path)
+    out = capfd.readouterr()
+    assert out.err == "" and out.out == ""
+    print("still here")  # the descriptor is back
+    assert capfd.readouterr().out == "still here\n"

@@ -15,9 +15,11 @@ expect (see that function). Labels map to and from the file's category ids by cl
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -41,10 +43,39 @@ def read_image(path: str | Path) -> np.ndarray:
     except OSError as e:
         raise DataError(f"{path}: cannot read image ({e.strerror or e})") from None
     check_complete(path, data)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    with captured_stderr_fd() as said:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    message = " ".join(said()).strip()
     if img is None:
-        raise DataError(f"{path}: cannot read image (corrupt or unsupported format)")
+        why = f": {message}" if message else ""
+        raise DataError(f"{path}: cannot read image (corrupt or unsupported format{why})")
+    if message:  # the decoder warned but gave an image (e.g. corrupt JPEG data)
+        print(f"warning: {path}: {message}", file=sys.stderr, flush=True)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+@contextlib.contextmanager
+def captured_stderr_fd() -> Iterator[Callable[[], list[str]]]:
+    """Catch what C libraries print on file descriptor 2 (libpng / libjpeg inside OpenCV write
+    there, past Python's ``sys.stderr``) during the ``with`` body; yields a function returning
+    those lines once the body is done, so the caller can fold them into its own one-line
+    message. The descriptor is restored afterwards, whatever happens."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    try:
+        os.dup2(write_end, 2)
+        try:
+            yield lambda: lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as pipe:  # the writer is closed: reads to EOF
+                text = pipe.read().decode("utf-8", "replace")
+            lines.extend(ln.strip() for ln in text.splitlines() if ln.strip())
+    finally:
+        os.close(saved)
 
 
 def available_memory() -> int | None:
