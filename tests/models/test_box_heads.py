@@ -49,11 +49,9 @@ def test_cosine_classifier_is_scaled_cosine():
     assert torch.allclose(layer(7 * x), layer(x), atol=1e-4)  # invariant to the feature norm
 
 
-def test_predictor_init_like_torchvision():
-    """nn.Linear's default: weights and biases uniform in +-1/sqrt(in_features)."""
+def test_predictor_init_like_detectron2():
     torch.manual_seed(0)
     pred = BoxPredictor(in_features=1024, num_classes=2, class_agnostic=False, cls_loss=SoftmaxCE())
-    bound = 1024 ** -0.5
-    for layer in (pred.cls_score, pred.bbox_pred):
-        assert abs(layer.weight.std().item() - bound / 3 ** 0.5) < 0.1 * bound
-        assert layer.bias.abs().max() <= bound and layer.bias.any()
+    assert abs(pred.cls_score.weight.std().item() - 0.01) < 0.001
+    assert abs(pred.bbox_pred.weight.std().item() - 0.001) < 0.0001
+    assert not pred.cls_score.bias.any() and not pred.bbox_pred.bias.any()

@@ -8,13 +8,12 @@ through a 1x1 conv-norm-ReLU and are added to the RoI features before the convs.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from vipseg.models.layers import conv_norm_act
+from vipseg.models.layers import conv_norm_act, msra_fill
 from vipseg.models.norms import NormFactory
 
 
@@ -25,9 +24,7 @@ class FCNMaskHead(nn.Module):
     ``feat`` is the output of the convs (before the upsampling): the next HTC stage's
     ``res_feat``. ``num_classes`` counts the foreground classes: channel c of the logits is
     foreground class c (vipseg's 0..C-1 = the heads' label - 1). ``res_feat`` must be given
-    iff ``residual_in``. Init: convs MSRA-filled; the deconv and the logits as torchvision's
-    ``MaskRCNNPredictor`` (Kaiming-normal fan-out weights, counting a background logit channel
-    for the logits as torchvision has one, so std sqrt(2 / (num_classes + 1)); default biases).
+    iff ``residual_in``. Init as detectron2: convs and deconv MSRA, logits N(0, 0.001).
     """
 
     def __init__(self, *, in_channels: int, num_convs: int, conv_channels: int, num_classes: int,
@@ -43,9 +40,10 @@ class FCNMaskHead(nn.Module):
             conv_norm_act(in_channels if i == 0 else conv_channels, conv_channels,
                           norm_layer=norm_layer, ws=ws) for i in range(num_convs)])
         self.upsample = nn.ConvTranspose2d(conv_channels, conv_channels, 2, stride=2)
-        nn.init.kaiming_normal_(self.upsample.weight, mode="fan_out", nonlinearity="relu")
+        msra_fill(self.upsample)
         self.logits = nn.Conv2d(conv_channels, 1 if class_agnostic else num_classes, 1)
-        nn.init.normal_(self.logits.weight, std=math.sqrt(2.0 / (num_classes + 1)))
+        nn.init.normal_(self.logits.weight, std=0.001)
+        nn.init.zeros_(self.logits.bias)
 
     def forward(self, x: torch.Tensor, res_feat: Optional[torch.Tensor] = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
