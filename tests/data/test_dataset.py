@@ -113,3 +113,15 @@ def test_a_corrupt_png_gives_one_error_naming_the_file_and_libpngs_words(tmp_pat
     assert out.err == "" and out.out == ""
     print("still here")  # the descriptor is back
     assert capfd.readouterr().out == "still here\n"
+
+
+def test_captured_stderr_takes_any_amount_and_restores_the_descriptor(capfd):
+    import os
+
+    from vipseg.data.dataset import captured_stderr_fd
+
+    with captured_stderr_fd() as said:
+        os.write(2, b"x" * 200_000 + b"\nsecond line\n")  # past a pipe's 64 KiB buffer
+    assert said() == ["x" * 200_000, "second line"]
+    os.write(2, b"back\n")
+    assert capfd.readouterr().err == "back\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -62,20 +63,18 @@ def captured_stderr_fd() -> Iterator[Callable[[], list[str]]]:
     message. The descriptor is restored afterwards, whatever happens."""
     lines: list[str] = []
     sys.stderr.flush()
-    read_end, write_end = os.pipe()
-    saved = os.dup(2)
-    try:
-        os.dup2(write_end, 2)
+    # A file, not a pipe: a pipe's writer would block once the library wrote 64 KiB.
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
         try:
+            os.dup2(sink.fileno(), 2)
             yield lambda: lines
         finally:
             os.dup2(saved, 2)
-            os.close(write_end)
-            with os.fdopen(read_end, "rb") as pipe:  # the writer is closed: reads to EOF
-                text = pipe.read().decode("utf-8", "replace")
-            lines.extend(ln.strip() for ln in text.splitlines() if ln.strip())
-    finally:
-        os.close(saved)
+            os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode("utf-8", "replace")
+    lines.extend(ln.strip() for ln in text.splitlines() if ln.strip())
 
 
 def available_memory() -> int | None:
