@@ -56,7 +56,8 @@ def run_variant(spec: str, data: str, steps: int | None, work: Path, timeout: fl
     return {"name": name, "spec": rest, "steps": train_rows[-1]["iteration"] if train_rows else 0,
             "cpu_s": cpu, "wall_s": wall, "segm_ap": val.get("segm/AP"),
             "segm_ap50": val.get("segm/AP50"), "segm_ap75": val.get("segm/AP75"),
-            "bbox_ap": val.get("bbox/AP"),
+            "bbox_ap": val.get("bbox/AP"), "segm_human": val.get("segm/AP/human"),
+            "segm_ball": val.get("segm/AP/ball"), "run_dir": str(runs[-1]),
             "final_loss": train_rows[-1]["loss"] if train_rows else None}
 
 
@@ -68,12 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="train.max_iters for every variant")
     ap.add_argument("--timeout", type=float, default=3600, help="wall seconds per variant")
     ap.add_argument("--json", default=None, help="also append each result to this JSONL file")
+    ap.add_argument("--work-dir", default=None,
+                    help="keep the runs (checkpoints, metrics) here; default: a temporary folder")
     args = ap.parse_args(argv)
     data = str(Path(args.data).resolve())
     base_ap = None
     print(f"{'variant':<14} {'steps':>5} {'cpu s':>7} {'cpu s/step':>10} {'wall s':>7} "
-          f"{'mask AP':>7} {'AP50':>6} {'AP75':>6} {'box AP':>6} {'ratio':>6}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
+          f"{'mask AP':>7} {'AP50':>6} {'AP75':>6} {'box AP':>6} {'human':>6} {'ball':>6} {'ratio':>6}",
+          flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work_dir or scratch
         for spec in args.variants:
             try:
                 r = run_variant(spec, data, args.steps, Path(tmp), args.timeout)
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['name']:<14} {r['steps']:>5} {r['cpu_s']:>7.0f} "
                   f"{r['cpu_s'] / max(1, r['steps']):>10.2f} {r['wall_s']:>7.0f} "
                   f"{r['segm_ap']:>7.3f} {r['segm_ap50']:>6.3f} {r['segm_ap75']:>6.3f} "
-                  f"{r['bbox_ap']:>6.3f} {ratio:>6.2f}", flush=True)
+                  f"{r['bbox_ap']:>6.3f} {r['segm_human'] or 0:>6.3f} {r['segm_ball'] or 0:>6.3f} "
+                  f"{ratio:>6.2f}", flush=True)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Box head shapes for the three reference layouts; predictor outputs, cosine classifier, init."""
+"""Box head shapes for the three reference layouts and the pixel branch; predictor outputs,
+cosine classifier, init."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from vipseg.models.heads.box_heads import BoxPredictor, ConvFCBoxHead, CosineLinear
+from vipseg.models.heads.roi_heads import grow_boxes
 from vipseg.models.layers import ConvWS2d
 from vipseg.models.losses import Seesaw, SoftmaxCE
 from vipseg.models.norms import group_norm
@@ -22,6 +24,29 @@ def test_conv_fc_box_head_shapes(convs, fcs, expected):
     assert sum(isinstance(m, ConvWS2d) for m in head.modules()) == convs
     assert sum(isinstance(m, nn.GroupNorm) for m in head.modules()) == convs
     assert sum(isinstance(m, nn.Linear) for m in head.modules()) == fcs
+
+
+@pytest.mark.parametrize("convs", [0, 2])
+def test_box_head_pixel_branch_joins_before_the_fcs(convs):
+    torch.manual_seed(0)
+    head = ConvFCBoxHead(in_channels=16, num_convs=convs, conv_channels=8, num_fcs=1, fc_dim=32,
+                         norm_layer=group_norm, pixel_channels=4)
+    assert head.fcs[0].in_features == ((8 if convs else 16) + 4) * 49
+    x, pixels = torch.randn(5, 16, 7, 7), torch.randn(5, 3, 14, 14)
+    with pytest.raises(ValueError):
+        head(x)
+    out = head(x, pixels=pixels)
+    assert out.shape == (5, 32)
+    other = pixels.clone()
+    other[2] += 1.0
+    changed = head(x, pixels=other)
+    assert torch.equal(changed[[0, 1, 3, 4]], out[[0, 1, 3, 4]])
+    assert not torch.allclose(changed[2], out[2])
+
+
+def test_grow_boxes_about_the_centre():
+    grown = grow_boxes(torch.tensor([[10.0, 20.0, 30.0, 60.0]]), 1.5)
+    torch.testing.assert_close(grown, torch.tensor([[5.0, 10.0, 35.0, 70.0]]))
 
 
 def test_box_head_needs_a_layer():

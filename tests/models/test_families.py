@@ -31,6 +31,9 @@ IOU = ["model.mask_iou.enabled=true", "model.mask_iou.num_convs=2",
        "model.mask_iou.conv_channels=64", "model.mask_iou.fc_dim=128"]
 CASES = [(family, iou) for family in FAMILIES for iou in (False, True)]
 IDS = [f"{family}{'+iou' if iou else ''}" for family, iou in CASES]
+PIXELS = ["model.roi_heads.mask_pixel_channels=8", "model.roi_heads.box_pixel_channels=4"]
+PIXEL_CASES = [(family, "pixels") for family in FAMILIES]
+PIXEL_IDS = [f"{family}+pixels" for family in FAMILIES]
 STAGES = 3
 
 
@@ -51,11 +54,11 @@ def expected_losses(family: str, iou: bool, semantic: bool = False) -> set[str]:
             | ({"loss_semantic"} if semantic else set()))
 
 
-@pytest.mark.parametrize(("family", "iou"), CASES + [("htc", "semantic")],
-                         ids=IDS + ["htc+semantic"])
+@pytest.mark.parametrize(("family", "iou"), CASES + [("htc", "semantic")] + PIXEL_CASES,
+                         ids=IDS + ["htc+semantic"] + PIXEL_IDS)
 def test_losses_finite_and_every_parameter_gets_a_gradient(repo, shapes_batch, family, iou):
     semantic = ["model.semantic.enabled=true", "model.semantic.num_convs=1"]
-    extra = semantic if iou == "semantic" else []
+    extra = {"semantic": semantic, "pixels": PIXELS}.get(iou, [])
     torch.manual_seed(0)
     model = build_model(family_cfg(repo, family, iou is True, *extra)).train()
     losses = model(*shapes_batch)
@@ -94,9 +97,11 @@ def test_assisting_feature_sets_reuse_the_lead_rois(repo, shapes_batch, family):
         torch.testing.assert_close(losses[f"aux0_{k}"], 0.5 * losses[k])
 
 
-@pytest.mark.parametrize(("family", "iou"), CASES, ids=IDS)
+@pytest.mark.parametrize(("family", "iou"), CASES + PIXEL_CASES, ids=IDS + PIXEL_IDS)
 def test_eval_contract_and_masks_for_given_boxes(repo, shapes_batch, family, iou):
-    cfg = family_cfg(repo, family, iou, "model.roi_heads.score_thresh=0.0")
+    extra = PIXELS if iou == "pixels" else []
+    iou = iou is True
+    cfg = family_cfg(repo, family, iou, "model.roi_heads.score_thresh=0.0", *extra)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     images, _ = shapes_batch

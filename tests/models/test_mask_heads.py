@@ -1,4 +1,4 @@
-"""FCNMaskHead shapes and HTC's mask information flow."""
+"""FCNMaskHead shapes, HTC's mask information flow and the pixel-crop branch."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vipseg.models.heads.mask_heads import FCNMaskHead
+from vipseg.models.heads.roi_heads import crop_pixels
 from vipseg.models.layers import ConvWS2d
 from vipseg.models.norms import group_norm
 
@@ -40,3 +41,41 @@ def test_residual_feature_flows_and_is_required():
     assert not torch.allclose(logits, plain(x)[0])
     logits.sum().backward()
     assert res.conv_res[0].bias.grad is not None
+
+
+def test_pixel_branch_is_required_and_its_crop_changes_the_logits():
+    torch.manual_seed(0)
+    head = FCNMaskHead(in_channels=16, num_convs=1, conv_channels=8, num_classes=2,
+                       norm_layer=group_norm, pixel_channels=4)
+    x, pixels = torch.randn(3, 16, 14, 14), torch.randn(3, 3, 28, 28)
+    with pytest.raises(ValueError):
+        head(x)
+    with pytest.raises(ValueError):
+        FCNMaskHead(in_channels=16, num_convs=1, conv_channels=8, num_classes=2)(x, pixels=pixels)
+    logits, feat = head(x, pixels=pixels)
+    assert logits.shape == (3, 2, 28, 28) and feat.shape == (3, 8, 14, 14)
+    other = pixels.clone()
+    other[1] = torch.randn(3, 28, 28)
+    changed = head(x, pixels=other)[0]
+    assert torch.equal(changed[[0, 2]], logits[[0, 2]])  # each RoI sees only its own crop
+    assert not torch.allclose(changed[1], logits[1])
+    logits.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in head.pixel_convs.parameters())
+
+
+def test_crop_pixels_of_a_box_on_pixel_edges_is_its_pixels():
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 40, 50)
+    boxes = [torch.tensor([[3.0, 5.0, 31.0, 33.0]]), torch.tensor([[20.0, 10.0, 48.0, 38.0],
+                                                                   [0.0, 0.0, 14.0, 14.0]])]
+    crops = crop_pixels(image, boxes, 28, aligned=True)
+    assert crops.shape == (3, 3, 28, 28)
+    torch.testing.assert_close(crops[0], image[0, :, 5:33, 3:31])
+    torch.testing.assert_close(crops[1], image[1, :, 10:38, 20:48])
+    # a 14-pixel box sampled at 28 cells: every pixel twice, bilinear between neighbours
+    up = crops[2]
+    torch.testing.assert_close(up[:, 1::2][:, :13, 1::2][:, :, :13],
+                               0.75 * 0.75 * image[1, :, :13, :13] + 0.25 * 0.75 * (
+                                   image[1, :, 1:14, :13] + image[1, :, :13, 1:14])
+                               + 0.25 * 0.25 * image[1, :, 1:14, 1:14])

@@ -77,6 +77,8 @@ RANGES: dict[str, Range] = {
     "model.roi_heads.representation_size": AT_LEAST_1,
     "model.roi_heads.mask_head_convs": AT_LEAST_0,
     "model.roi_heads.mask_head_channels": AT_LEAST_1,
+    "model.roi_heads.mask_pixel_channels": AT_LEAST_0,
+    "model.roi_heads.box_pixel_channels": AT_LEAST_0,
     "model.roi_heads.score_thresh": UNIT,
     "model.roi_heads.nms_thresh": UNIT_POSITIVE,
     "model.roi_heads.detections_per_img": AT_LEAST_1,

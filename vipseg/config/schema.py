@@ -148,6 +148,9 @@ class RoIHeadsConfig:
     and ``ws`` (weight-standardised convs) apply to the convs of the box and mask heads.
     ``seesaw`` set: Seesaw loss + cosine classifier instead of softmax cross-entropy.
     ``fg_iou_thresh`` / ``bg_iou_thresh`` are Mask R-CNN's; cascades use ``model.cascade``.
+    ``mask_pixel_channels`` > 0: the mask head also convolves the RoI's crop of the input
+    image at 28x28 with that many channels (fine edges below the pyramid's stride 4);
+    ``box_pixel_channels`` > 0: the box head(s) likewise, on a 14x14 crop of the RoI grown 1.5x.
     ``aligned``: half-pixel-correct RoIAlign for the pooled features and the mask targets
     (detectron2's ROIAlignV2); ``false`` samples as torchvision's Mask R-CNN does.
     """
@@ -162,6 +165,8 @@ class RoIHeadsConfig:
     representation_size: int = 1024
     mask_head_convs: int = 4
     mask_head_channels: int = 256
+    mask_pixel_channels: int = 0
+    box_pixel_channels: int = 0
     norm: Norm = "GN"
     ws: bool = False
     box_loss: Literal["smooth_l1", "l1", "giou"] = "smooth_l1"
@@ -287,7 +292,9 @@ class ModelConfig:
         for name, low in (("batch_size_per_image", 1), ("box_head_convs", 0),
                           ("box_head_channels", 1), ("box_head_fcs", 0),
                           ("representation_size", 1), ("mask_head_convs", 1),
-                          ("mask_head_channels", 1), ("box_loss_weight", 0),
+                          ("mask_head_channels", 1), ("mask_pixel_channels", 0),
+                          ("box_pixel_channels", 0),
+                          ("box_loss_weight", 0),
                           ("detections_per_img", 1)):
             _check_min(f"{key}.{name}", getattr(r, name), low)
         if r.box_head_convs + r.box_head_fcs == 0:

@@ -77,7 +77,8 @@ class HeadParts:
         return torchvision_init_box_head(ConvFCBoxHead(
             in_channels=self.in_channels, pool_size=BOX_POOL, num_convs=r.box_head_convs,
             conv_channels=r.box_head_channels, num_fcs=r.box_head_fcs,
-            fc_dim=r.representation_size, norm_layer=self.norm, ws=r.ws))
+            fc_dim=r.representation_size, norm_layer=self.norm, ws=r.ws,
+            pixel_channels=r.box_pixel_channels))
 
     def cls_loss(self) -> ClsLoss:
         seesaw = self.m.roi_heads.seesaw
@@ -97,7 +98,8 @@ class HeadParts:
         r = self.m.roi_heads
         head = FCNMaskHead(in_channels=self.in_channels, num_convs=r.mask_head_convs,
                            conv_channels=r.mask_head_channels, num_classes=self.num_classes,
-                           norm_layer=self.norm, ws=r.ws, residual_in=residual_in)
+                           norm_layer=self.norm, ws=r.ws, residual_in=residual_in,
+                           pixel_channels=r.mask_pixel_channels)
         return torchvision_init_mask_head(head, self.num_classes)
 
     def mask_iou_head(self) -> Optional[MaskIoUHead]:

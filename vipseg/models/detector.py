@@ -45,7 +45,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from vipseg.models.heads.roi_heads import StandardRoIHeads, upgrade_torchvision_keys
+from vipseg.models.heads.roi_heads import (PIXELS_KEY, StandardRoIHeads,
+                                           upgrade_torchvision_keys)
 from vipseg.models.mask_targets import pack_masks
 
 SIZE_DIVISIBLE = 32
@@ -90,12 +91,24 @@ class FeatureBatch:
     """A batch's pyramid: ``maps[level]`` float [B, C, Hp / stride, Wp / stride] of the padded
     batch, ``image_sizes`` the unpadded (H, W) of each image and ``padded_size`` (Hp, Wp) of
     the batch, in input pixels. ``aux_maps``: the assisting backbones' pyramids of a
-    composite backbone (training only; empty otherwise)."""
+    composite backbone (training only; empty otherwise). ``pixels``: the normalised padded
+    batch [B, 3, Hp, Wp] the pyramid was computed from (mask heads with ``pixel_channels``
+    crop it); ``None`` for features made without the images."""
 
     maps: "OrderedDict[str, torch.Tensor]"
     image_sizes: list[tuple[int, int]]
     padded_size: tuple[int, int]
     aux_maps: list["OrderedDict[str, torch.Tensor]"] = field(default_factory=list)
+    pixels: Optional[torch.Tensor] = None
+
+    def head_maps(self, maps: Optional["OrderedDict[str, torch.Tensor]"] = None
+                  ) -> "OrderedDict[str, torch.Tensor]":
+        """``maps`` (default: the lead pyramid) as the RoI heads read them: with the pixels
+        under ``PIXELS_KEY`` when there are pixels. The RPN reads the plain pyramid."""
+        maps = self.maps if maps is None else maps
+        if self.pixels is None:
+            return maps
+        return OrderedDict(maps, **{PIXELS_KEY: self.pixels})
 
 
 class TwoStageDetector(nn.Module):
@@ -124,7 +137,7 @@ class TwoStageDetector(nn.Module):
         out = self.backbone(batch.tensors)
         maps, aux = (out[0], list(out[1:])) if isinstance(out, (list, tuple)) else (out, [])
         return FeatureBatch(maps, [tuple(s) for s in batch.image_sizes],
-                            tuple(batch.tensors.shape[-2:]), aux)
+                            tuple(batch.tensors.shape[-2:]), aux, batch.tensors)
 
     @staticmethod
     def _image_list(features: FeatureBatch) -> ImageList:
@@ -136,7 +149,7 @@ class TwoStageDetector(nn.Module):
         """Proposals, box stage(s) and per-class NMS: per image ``boxes`` [K, 4] (input
         pixels), ``labels`` [K] in 0..C-1, box ``scores`` [K]; no masks."""
         proposals, _ = self.rpn(self._image_list(features), features.maps)
-        dets = self.roi_heads.detect(features.maps, proposals, features.image_sizes)
+        dets = self.roi_heads.detect(features.head_maps(), proposals, features.image_sizes)
         return [{"boxes": b, "labels": lab - 1, "scores": s} for b, s, lab in dets]
 
     def predict_masks(self, features: FeatureBatch, boxes: list[torch.Tensor],
@@ -146,7 +159,7 @@ class TwoStageDetector(nn.Module):
         ``mask_iou`` [K] when the model has a mask-IoU head."""
         boxes = [b.to(dtype=torch.float32) for b in boxes]
         internal = [lab.long().to(b.device) + 1 for lab, b in zip(labels, boxes)]
-        probs, iou = self.roi_heads.predict_masks(features.maps, boxes, internal,
+        probs, iou = self.roi_heads.predict_masks(features.head_maps(), boxes, internal,
                                                   features.image_sizes)
         counts = [len(b) for b in boxes]
         out = [{"masks": m} for m in probs.split(counts)]
@@ -179,7 +192,7 @@ class TwoStageDetector(nn.Module):
         features = self.extract_features(images)
         batch = self._image_list(features)
         proposals, losses = self.rpn(batch, features.maps, internal)
-        roi_losses, plan = self.roi_heads.forward_train(features.maps, proposals,
+        roi_losses, plan = self.roi_heads.forward_train(features.head_maps(), proposals,
                                                         features.image_sizes, internal)
         losses = {**losses, **roi_losses}
         weights = tuple(getattr(self.backbone, "aux_weights", ()))
@@ -188,7 +201,8 @@ class TwoStageDetector(nn.Module):
                              f"but has {len(weights)} aux_weights")
         for i, (maps, w) in enumerate(zip(features.aux_maps, weights)):
             _, aux = self.rpn(batch, maps, internal)
-            aux.update(self.roi_heads.forward_train(maps, proposals, features.image_sizes,
+            aux.update(self.roi_heads.forward_train(features.head_maps(maps), proposals,
+                                                    features.image_sizes,
                                                     internal, plan)[0])
             losses.update({f"aux{i}_{k}": w * v for k, v in aux.items()})
         return losses

@@ -26,14 +26,17 @@ class ConvFCBoxHead(nn.Module):
     """``num_convs`` 3x3 conv-norm-ReLU of ``conv_channels``, flatten, ``num_fcs`` FC-ReLU of
     ``fc_dim``.
 
-    forward: RoI features [R, in_channels, pool_size, pool_size] -> [R, out_features], where
-    ``out_features`` is ``fc_dim`` (or the flattened size when ``num_fcs == 0``). FCs have no
-    norm (as detectron2/mmdetection); convs are MSRA-, FCs Xavier-filled.
+    forward: RoI features [R, in_channels, pool_size, pool_size] (and, with ``pixel_channels``
+    > 0, ``pixels`` [R, 3, 2 pool_size, 2 pool_size]: the input image around each RoI) ->
+    [R, out_features], where ``out_features`` is ``fc_dim`` (or the flattened size when
+    ``num_fcs == 0``). The pixels pass through a 3x3 conv-norm-ReLU and a stride-2 one of
+    ``pixel_channels`` and join the conv features as extra channels before the FCs. FCs have
+    no norm (as detectron2/mmdetection); convs are MSRA-, FCs Xavier-filled.
     """
 
     def __init__(self, *, in_channels: int, pool_size: int = 7, num_convs: int, conv_channels: int,
                  num_fcs: int, fc_dim: int, norm_layer: Optional[NormFactory] = None,
-                 ws: bool = False) -> None:
+                 ws: bool = False, pixel_channels: int = 0) -> None:
         super().__init__()
         if num_convs + num_fcs == 0:
             raise ValueError("a box head needs at least one conv or FC layer")
@@ -43,7 +46,14 @@ class ConvFCBoxHead(nn.Module):
             convs.append(conv_norm_act(channels, conv_channels, norm_layer=norm_layer, ws=ws))
             channels = conv_channels
         self.convs = nn.Sequential(*convs)
-        features = channels * pool_size * pool_size
+        self.pixel_channels = pixel_channels
+        self.pixel_convs = None
+        if pixel_channels > 0:
+            self.pixel_convs = nn.Sequential(
+                conv_norm_act(3, pixel_channels, norm_layer=norm_layer, ws=ws),
+                conv_norm_act(pixel_channels, pixel_channels, stride=2, norm_layer=norm_layer,
+                              ws=ws))
+        features = (channels + pixel_channels) * pool_size * pool_size
         fcs: list[nn.Module] = []
         for _ in range(num_fcs):
             fc = nn.Linear(features, fc_dim)
@@ -53,8 +63,13 @@ class ConvFCBoxHead(nn.Module):
         self.fcs = nn.Sequential(*fcs)
         self.out_features = features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fcs(self.convs(x).flatten(1))
+    def forward(self, x: torch.Tensor, pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if (pixels is not None) != (self.pixel_convs is not None):
+            raise ValueError("pixels must be given exactly when the head has pixel_channels")
+        x = self.convs(x)
+        if self.pixel_convs is not None:
+            x = torch.cat([x, self.pixel_convs(pixels)], dim=1)
+        return self.fcs(x.flatten(1))
 
 
 class CosineLinear(nn.Linear):

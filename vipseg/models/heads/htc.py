@@ -95,11 +95,13 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
         return feats
 
     # ------------------------------------------------------------------------ mask path
-    def _mask_stage(self, feats: Tensor, stage: int) -> Tensor:
-        """Mask logits of head ``stage`` after heads ``0 .. stage - 1`` (information flow)."""
+    def _mask_stage(self, maps: Maps, feats: Tensor, boxes: list[Tensor], stage: int) -> Tensor:
+        """Mask logits of head ``stage`` after heads ``0 .. stage - 1`` (information flow) on
+        the pooled ``feats`` of ``boxes``."""
         res = None
+        pixels = self._pixel_crops(maps, boxes, self.mask_heads[0], 2 * feats.shape[-1])
         for k in range(stage + 1):
-            logits, res = self.mask_heads[k](feats, res if k > 0 else None)
+            logits, res = self.mask_heads[k](feats, res if k > 0 else None, pixels=pixels)
         return logits
 
     def _iou_head(self, stage: int) -> Optional[nn.Module]:
@@ -131,8 +133,9 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
                 mask_sample = self.sample_proposals(proposals, targets,
                                                     self.proposal_matchers[k]).positives()
             feats = self._mask_features(maps, mask_sample.boxes, image_sizes)
-            stage_losses = self._mask_losses(self._mask_stage(feats, k), feats, mask_sample,
-                                             targets, self._iou_head(k))
+            logits = self._mask_stage(maps, feats, mask_sample.boxes, k)
+            stage_losses = self._mask_losses(logits, feats, mask_sample, targets,
+                                             self._iou_head(k))
             w = self.stage_loss_weights[k]
             losses.update({f"s{k}_{name}": w * v for name, v in stage_losses.items()})
             box_samples.append(sample)
@@ -150,5 +153,5 @@ class HybridTaskCascadeRoIHeads(CascadeRoIHeads):
         maps = self._with_semantic(maps)[0]
         feats = self._mask_features(maps, boxes, image_sizes)
         last = self.num_stages - 1
-        return self._select_masks(self._mask_stage(feats, last), feats, torch.cat(labels),
-                                  self._iou_head(last))
+        return self._select_masks(self._mask_stage(maps, feats, boxes, last), feats,
+                                  torch.cat(labels), self._iou_head(last))

@@ -3,14 +3,18 @@ for given boxes, in the layout of detectron2's ``StandardROIHeads``.
 
 Conventions (everything here is *internal*): class 0 is background and foreground class ``c``
 is ``c + 1``; the detector shifts labels on the way in and out. Boxes are XYXY in the padded
-batch's input pixels. ``maps`` is the pyramid (``OrderedDict`` level name -> [B, C, h, w]).
+batch's input pixels. ``maps`` is the pyramid (``OrderedDict`` level name -> [B, C, h, w])
+and, under :data:`PIXELS_KEY`, the normalised padded batch [B, 3, H, W] itself, which the
+mask heads with ``pixel_channels`` crop (the pools read only their own levels).
 
 The components come in as modules (built by :mod:`vipseg.models.build`):
 
-- ``box_head``: [R, C, 7, 7] -> [R, F]; ``box_predictor``: [R, F] -> (logits [R, K], deltas
+- ``box_head``: [R, C, 7, 7] (and ``pixels`` [R, 3, 14, 14] with ``pixel_channels``) -> [R, F];
+  ``box_predictor``: [R, F] -> (logits [R, K], deltas
   [R, 4] class-agnostic or [R, 4 * (C + 1)]); ``cls_loss``: the
   :class:`~vipseg.models.losses.ClsLoss` of its logits (``loss``, ``scores``);
-- ``mask_head``: ([R, C, 14, 14], res_feat) -> (logits [R, C, 28, 28], feat);
+- ``mask_head``: ([R, C, 14, 14], res_feat, pixels [R, 3, 28, 28] with ``pixel_channels``) ->
+  (logits [R, C, 28, 28], feat);
 - ``mask_iou_head`` (optional): (RoI feats [R, C, 14, 14], mask probs [R, 1, 28, 28]) ->
   predicted IoU [R, C] (one per foreground class).
 
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection._utils import (BalancedPositiveNegativeSampler, BoxCoder,
                                                  Matcher)
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, roi_align
 from torchvision.ops import remove_small_boxes
 
 from vipseg.models.heads.mask_iou import mask_iou_loss, mask_iou_targets
@@ -42,6 +46,10 @@ Maps = "OrderedDict[str, Tensor]"
 # Per image: (boxes [K, 4], scores [K], labels [K] in 1..C).
 Detections = list[tuple[Tensor, Tensor, Tensor]]
 MIN_BOX_SIZE = 1e-2  # pixels: smaller detections are dropped (torchvision's threshold)
+PIXELS_KEY = "pixels"  # the normalised input batch's entry in the maps dict
+# The box heads' pixel crops cover each RoI grown 1.5x about its centre: a proposal's true
+# edges may lie outside it, and regressing them needs those pixels.
+BOX_PIXEL_CONTEXT = 1.5
 
 
 @dataclass
@@ -68,6 +76,21 @@ class TrainPlan:
 
     box: list[RoISample] = field(default_factory=list)
     mask: list[RoISample] = field(default_factory=list)
+
+
+def crop_pixels(pixels: Tensor, boxes: list[Tensor], size: int, *, aligned: bool) -> Tensor:
+    """The image under each box: ``pixels`` [B, 3, H, W], ``boxes[i]`` [R_i, 4] XYXY pixels of
+    image i -> [sum R_i, 3, size, size], one bilinear sample at the centre of each of the
+    ``size`` x ``size`` cells (the grid of the mask targets; with ``aligned`` a box on integer
+    pixel edges, ``size`` pixels wide, returns exactly its pixels)."""
+    return roi_align(pixels, [b.to(pixels.dtype) for b in boxes], size, spatial_scale=1.0,
+                     sampling_ratio=1, aligned=aligned)
+
+
+def grow_boxes(boxes: Tensor, factor: float) -> Tensor:
+    """``boxes`` [R, 4] XYXY scaled by ``factor`` about their centres."""
+    centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) * factor / 2
+    return torch.cat([centre - half, centre + half], dim=1)
 
 
 def flat_gt(targets: list[dict], key: str, sample: RoISample) -> Tensor:
@@ -162,7 +185,12 @@ class StandardRoIHeads(nn.Module):
         feats = self.box_roi_pool(maps, boxes, image_sizes)
         if extra is not None:
             feats = feats + extra
-        return self._predictor(stage)(self._box_head(stage)(feats))
+        head = self._box_head(stage)
+        if not getattr(head, "pixel_channels", 0):
+            return self._predictor(stage)(head(feats))
+        grown = [grow_boxes(b, BOX_PIXEL_CONTEXT) for b in boxes]
+        pixels = self._pixel_crops(maps, grown, head, 2 * feats.shape[-1])
+        return self._predictor(stage)(head(feats, pixels=pixels))
 
     def _box_head(self, stage: int) -> nn.Module:
         return self.box_head
@@ -250,6 +278,23 @@ class StandardRoIHeads(nn.Module):
         """Pooled mask-head input [R, C, 14, 14]."""
         return self.mask_roi_pool(maps, boxes, image_sizes)
 
+    def _pixel_crops(self, maps: Maps, boxes: list[Tensor], head: nn.Module,
+                     size: int) -> Optional[Tensor]:
+        """:func:`crop_pixels` of ``maps[PIXELS_KEY]`` for a ``head`` with ``pixel_channels``;
+        ``None`` for a head without."""
+        if not getattr(head, "pixel_channels", 0):
+            return None
+        if PIXELS_KEY not in maps:
+            raise ValueError(f"the mask head crops the input image: maps need {PIXELS_KEY!r}")
+        return crop_pixels(maps[PIXELS_KEY], boxes, size, aligned=self.aligned)
+
+    def _run_mask_head(self, maps: Maps, feats: Tensor, boxes: list[Tensor]
+                       ) -> tuple[Tensor, Tensor]:
+        """``mask_head`` on the pooled ``feats`` [R, C, S, S] (and the pixel crops of ``boxes``
+        when it takes them): (logits [R, K, 2S, 2S], feat)."""
+        pixels = self._pixel_crops(maps, boxes, self.mask_head, 2 * feats.shape[-1])
+        return self.mask_head(feats, pixels=pixels)
+
     def _mask_losses(self, logits: Tensor, feats: Tensor, sample: RoISample,
                      targets: list[dict], iou_head: Optional[nn.Module]) -> dict[str, Tensor]:
         """Mask loss (binary cross-entropy of the ground-truth class's 28x28 logits) and, with
@@ -293,7 +338,7 @@ class StandardRoIHeads(nn.Module):
         """Mask (and mask-IoU) losses on the positives of the last box stage's sample."""
         sample = plan.mask[0] if plan else box_samples[-1].positives()
         feats = self._mask_features(maps, sample.boxes, image_sizes)
-        logits, _ = self.mask_head(feats)
+        logits, _ = self._run_mask_head(maps, feats, sample.boxes)
         return self._mask_losses(logits, feats, sample, targets, self.mask_iou_head), [sample]
 
     def predict_masks(self, maps: Maps, boxes: list[Tensor], labels: list[Tensor],
@@ -302,7 +347,7 @@ class StandardRoIHeads(nn.Module):
         [K, 1, 28, 28] of ``labels`` (1..C), concatenated over images, and the predicted mask
         IoU [K] of each (``None`` without a mask-IoU head)."""
         feats = self._mask_features(maps, boxes, image_sizes)
-        logits, _ = self.mask_head(feats)
+        logits, _ = self._run_mask_head(maps, feats, boxes)
         return self._select_masks(logits, feats, torch.cat(labels), self.mask_iou_head)
 
     def _select_masks(self, logits: Tensor, feats: Tensor, labels: Tensor,
