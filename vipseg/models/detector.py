@@ -92,8 +92,8 @@ class FeatureBatch:
     batch, ``image_sizes`` the unpadded (H, W) of each image and ``padded_size`` (Hp, Wp) of
     the batch, in input pixels. ``aux_maps``: the assisting backbones' pyramids of a
     composite backbone (training only; empty otherwise). ``pixels``: the normalised padded
-    batch [B, 3, Hp, Wp] the pyramid was computed from (mask heads with ``pixel_channels``
-    crop it); ``None`` for features made without the images."""
+    batch [B, 3, Hp, Wp] the pyramid was computed from (box and mask heads with
+    ``pixel_channels`` crop it); ``None`` for features made without the images."""
 
     maps: "OrderedDict[str, torch.Tensor]"
     image_sizes: list[tuple[int, int]]

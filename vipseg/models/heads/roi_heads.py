@@ -5,7 +5,7 @@ Conventions (everything here is *internal*): class 0 is background and foregroun
 is ``c + 1``; the detector shifts labels on the way in and out. Boxes are XYXY in the padded
 batch's input pixels. ``maps`` is the pyramid (``OrderedDict`` level name -> [B, C, h, w])
 and, under :data:`PIXELS_KEY`, the normalised padded batch [B, 3, H, W] itself, which the
-mask heads with ``pixel_channels`` crop (the pools read only their own levels).
+box and mask heads with ``pixel_channels`` crop (the pools read only their own levels).
 
 The components come in as modules (built by :mod:`vipseg.models.build`):
 
@@ -186,11 +186,11 @@ class StandardRoIHeads(nn.Module):
         if extra is not None:
             feats = feats + extra
         head = self._box_head(stage)
-        if not getattr(head, "pixel_channels", 0):
-            return self._predictor(stage)(head(feats))
-        grown = [grow_boxes(b, BOX_PIXEL_CONTEXT) for b in boxes]
-        pixels = self._pixel_crops(maps, grown, head, 2 * feats.shape[-1])
-        return self._predictor(stage)(head(feats, pixels=pixels))
+        pixels = self._pixel_crops(maps, boxes, head, 2 * feats.shape[-1],
+                                   context=BOX_PIXEL_CONTEXT)
+        # Heads without a pixel branch keep the plain [R, C, 7, 7] -> [R, F] contract.
+        out = head(feats) if pixels is None else head(feats, pixels=pixels)
+        return self._predictor(stage)(out)
 
     def _box_head(self, stage: int) -> nn.Module:
         return self.box_head
@@ -278,14 +278,17 @@ class StandardRoIHeads(nn.Module):
         """Pooled mask-head input [R, C, 14, 14]."""
         return self.mask_roi_pool(maps, boxes, image_sizes)
 
-    def _pixel_crops(self, maps: Maps, boxes: list[Tensor], head: nn.Module,
-                     size: int) -> Optional[Tensor]:
-        """:func:`crop_pixels` of ``maps[PIXELS_KEY]`` for a ``head`` with ``pixel_channels``;
-        ``None`` for a head without."""
+    def _pixel_crops(self, maps: Maps, boxes: list[Tensor], head: nn.Module, size: int, *,
+                     context: float = 1.0) -> Optional[Tensor]:
+        """:func:`crop_pixels` of ``maps[PIXELS_KEY]`` under ``boxes`` grown ``context`` times
+        about their centres, for a ``head`` with ``pixel_channels``; ``None`` for a head
+        without."""
         if not getattr(head, "pixel_channels", 0):
             return None
         if PIXELS_KEY not in maps:
-            raise ValueError(f"the mask head crops the input image: maps need {PIXELS_KEY!r}")
+            raise ValueError(f"the head crops the input image: maps need {PIXELS_KEY!r}")
+        if context != 1.0:
+            boxes = [grow_boxes(b, context) for b in boxes]
         return crop_pixels(maps[PIXELS_KEY], boxes, size, aligned=self.aligned)
 
     def _run_mask_head(self, maps: Maps, feats: Tensor, boxes: list[Tensor]
