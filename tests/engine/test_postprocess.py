@@ -68,7 +68,7 @@ def test_config_mapping_and_unknown_class_names(repo):
     cfg = load_config(base, ["test.post.one_ball={class_name: balll}"])
     with pytest.raises(ConfigError, match="test.post.one_ball.class_name.*'balll'"):
         post_options(cfg.test, cfg.dataset.classes)
-    with pytest.raises(ConfigError, match="max_per_class counts must be >= 1"):
+    with pytest.raises(ConfigError, match=r"test.post.max_per_class.human must be >= 1, got 0"):
         load_config(base, ["test.post.max_per_class={human: 0}"])
     with pytest.raises(ConfigError, match="min_score"):
         load_config(base, ["test.post.one_ball={min_score: 1.5}"])

@@ -182,8 +182,8 @@ def test_view_mapping_round_trips_and_mirrors():
 
 @pytest.mark.parametrize("override, message", [
     ("tta.scales=[]", "at least one scale"),
-    ("tta.scales=[1.0,0]", "factor > 0"),
-    ("tta.scales=[[1920,-5]]", "factor > 0"),
+    ("tta.scales=[1.0,0]", "tta.scales[1] must be > 0, got 0"),
+    ("tta.scales=[[1920,-5]]", "tta.scales[0][1] must be > 0, got -5"),
     ("tta.scales=[[1920]]", "[long, short]"),
 ])
 def test_bad_view_lists_are_one_line_config_errors(repo, override, message):

@@ -1,8 +1,11 @@
 """The allowed range of every numeric config key, checked after the types (one-line errors).
 
 :data:`RANGES` maps a dotted key to its :class:`Range`; a list or mapping value is checked item
-by item (``dataset.std[1]``). Keys whose section checks them in its own ``validate()`` (the
-``augment`` tree) are listed in :data:`CHECKED_BY_SECTION` instead. ``tests/config/test_ranges.py``
+by item (``dataset.std[1]``). This table is the one place a key's range lives: the schema's
+sections call :func:`check_ranges` on themselves in ``validate()`` (so configs built in code are
+checked too) and keep only their cross-field rules; the loader checks the whole tree, naming
+the file. Keys whose section checks them in its own ``validate()`` (the ``augment`` tree, whose
+ranges depend on each other) are listed in :data:`CHECKED_BY_SECTION` instead. ``tests/config/test_ranges.py``
 fails for any numeric key of the schema that is in neither, so a new key cannot go unchecked.
 NaN and infinity are refused for every float key by :mod:`vipseg.config.typed`.
 """
@@ -46,6 +49,7 @@ AT_LEAST_1 = Range(1)
 POSITIVE = Range(0, low_open=True)
 UNIT = Range(0, 1)  # probabilities, IoU and score thresholds
 UNIT_POSITIVE = Range(0, 1, low_open=True)
+UNIT_OPEN = Range(0, 1, low_open=True, high_open=True)
 BELOW_1 = Range(0, 1, high_open=True)
 RGB = Range(0, 255)
 
@@ -75,7 +79,7 @@ RANGES: dict[str, Range] = {
     "model.roi_heads.box_head_convs": AT_LEAST_0,
     "model.roi_heads.box_head_channels": AT_LEAST_1,
     "model.roi_heads.representation_size": AT_LEAST_1,
-    "model.roi_heads.mask_head_convs": AT_LEAST_0,
+    "model.roi_heads.mask_head_convs": AT_LEAST_1,
     "model.roi_heads.mask_head_channels": AT_LEAST_1,
     "model.roi_heads.mask_pixel_channels": AT_LEAST_0,
     "model.roi_heads.box_pixel_channels": AT_LEAST_0,
@@ -112,7 +116,7 @@ RANGES: dict[str, Range] = {
     "model.roi_heads.seesaw.p": AT_LEAST_0,
     "model.roi_heads.seesaw.q": AT_LEAST_0,
     "model.roi_heads.seesaw.temperature": POSITIVE,
-    "model.cascade.iou_thresholds": UNIT_POSITIVE,
+    "model.cascade.iou_thresholds": UNIT_OPEN,
     "model.cascade.stage_loss_weights": AT_LEAST_0,
     "model.cascade.bbox_reg_weights": POSITIVE,
     "model.mask_iou.num_convs": AT_LEAST_1,
@@ -120,7 +124,7 @@ RANGES: dict[str, Range] = {
     "model.mask_iou.fc_dim": AT_LEAST_1,
     "model.mask_iou.loss_weight": AT_LEAST_0,
     "model.semantic.fusion_level": AT_LEAST_0,
-    "model.semantic.num_convs": AT_LEAST_1,
+    "model.semantic.num_convs": AT_LEAST_0,
     "model.semantic.loss_weight": AT_LEAST_0,
     # EMA, time budget, SWA
     "train.ema.decay": BELOW_1,
@@ -166,10 +170,12 @@ def _values(key: str, shown: str, value: Any) -> Iterator[tuple[str, str, Any]]:
         yield key, shown, value
 
 
-def check_ranges(cfg: Any, sources: Mapping[str, str] | None = None) -> None:
-    """``ConfigError`` naming the file and key of the first number outside its range."""
-    for key, shown, value in numeric_leaves(cfg):
+def check_ranges(cfg: Any, sources: Mapping[str, str] | None = None, prefix: str = "") -> None:
+    """``ConfigError`` naming the key (and, with ``sources``, the file) of the first number
+    outside its range, e.g. ``model.neck.channels must be >= 1, got 0``. ``cfg``: the whole
+    config, or the section at dotted key ``prefix`` (``"model.neck"``)."""
+    for key, shown, value in numeric_leaves(cfg, prefix):
         r = RANGES.get(key)
         if r is not None and not r.holds(value):
-            raise ConfigError(f"{_where(key, sources or {})}config key '{shown}' must be "
-                              f"{r.describe()}, got {value!r}")
+            raise ConfigError(f"{_where(key, sources or {})}{shown} must be {r.describe()}, "
+                              f"got {value!r}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 from vipseg.config.duration import parse_duration
+from vipseg.config.ranges import check_ranges
 from vipseg.errors import ConfigError
 
 Norm = Literal["BN", "SyncBN", "GN", "FrozenBN", "none"]
@@ -54,8 +55,7 @@ class DatasetConfig:
             raise ConfigError("dataset.mean and dataset.std need 3 values (R, G, B)")
         if len(self.test_scale) != 2:
             raise ConfigError("dataset.test_scale must be [long, short]")
-        if self.min_size < 0:
-            raise ConfigError(f"dataset.min_size must be >= 0, got {self.min_size}")
+        check_ranges(self, prefix="dataset")
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -67,12 +67,6 @@ class CompositeConfig:
 
     copies: int = 2
     aux_weight: float = 0.5
-
-    def validate(self) -> None:
-        if not 2 <= self.copies <= 4:
-            raise ConfigError(f"model.backbone.composite.copies must be in [2, 4], got "
-                              f"{self.copies}")
-        _check_between("model.backbone.composite.aux_weight", self.aux_weight, 0, 1)
 
 
 @dataclass
@@ -96,9 +90,7 @@ class BackboneConfig:
     composite: Optional[CompositeConfig] = None
 
     def validate(self) -> None:
-        _check_between("model.backbone.drop_path_rate", self.drop_path_rate, 0, 1)
-        if self.composite is not None:
-            self.composite.validate()
+        check_ranges(self, prefix="model.backbone")
 
 
 @dataclass
@@ -111,8 +103,7 @@ class NeckConfig:
     norm: Norm = "none"
 
     def validate(self) -> None:
-        if self.channels < 1:
-            raise ConfigError(f"model.neck.channels must be >= 1, got {self.channels}")
+        check_ranges(self, prefix="model.neck")
 
 
 @dataclass
@@ -222,11 +213,6 @@ def _changed_fields(section: Any, exclude: str = "") -> list[str]:
             if f.name != exclude and getattr(section, f.name) != getattr(default, f.name)]
 
 
-def _check_min(key: str, value: float, minimum: float) -> None:
-    if value < minimum:
-        raise ConfigError(f"{key} must be >= {minimum:g}, got {value:g}")
-
-
 @dataclass
 class ModelConfig:
     """``family``: mask_rcnn, cascade_mask_rcnn or htc (docs/models.md). ``cascade`` (stages)
@@ -242,7 +228,8 @@ class ModelConfig:
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
 
     def validate(self) -> None:
-        """Family, the RoI-head sections and their ranges (one-line errors naming the key)."""
+        """Family, the RoI-head sections, their cross-field rules and every key's range
+        (:mod:`vipseg.config.ranges`); one-line errors naming the key."""
         if self.family not in FAMILIES:
             raise ConfigError(f"model.family {self.family!r} is not available; expected one of "
                               f"{', '.join(FAMILIES)}")
@@ -264,50 +251,22 @@ class ModelConfig:
         r = self.roi_heads
         if r.box_head_convs == 0 and "box_head_channels" in _changed_fields(r):
             raise ConfigError("model.roi_heads.box_head_channels acts only with box_head_convs > 0")
-        self._validate_roi_heads()
+        check_ranges(self, prefix="model")
+        if r.bg_iou_thresh > r.fg_iou_thresh:
+            raise ConfigError(f"model.roi_heads.bg_iou_thresh ({r.bg_iou_thresh:g}) must be <= "
+                              f"fg_iou_thresh ({r.fg_iou_thresh:g})")
+        if r.box_head_convs + r.box_head_fcs == 0:
+            raise ConfigError("model.roi_heads.box_head_fcs: a box head with 0 convs needs >= 1 FC")
         if self.cascade is not None:
             self._validate_cascade(self.cascade)
-        mi, sem = self.mask_iou, self.semantic
-        for key, value, low in (("mask_iou.num_convs", mi.num_convs, 1),
-                                ("mask_iou.conv_channels", mi.conv_channels, 1),
-                                ("mask_iou.fc_dim", mi.fc_dim, 1),
-                                ("mask_iou.loss_weight", mi.loss_weight, 0),
-                                ("semantic.num_convs", sem.num_convs, 0),
-                                ("semantic.loss_weight", sem.loss_weight, 0)):
-            _check_min(f"model.{key}", value, low)
         levels = len(self.backbone.out_indices)
-        if not 0 <= sem.fusion_level < levels:
+        if not self.semantic.fusion_level < levels:
             raise ConfigError(f"model.semantic.fusion_level must be in [0, {levels - 1}] (one of "
-                              f"the {levels} pyramid levels), got {sem.fusion_level}")
-
-    def _validate_roi_heads(self) -> None:
-        r = self.roi_heads
-        key = "model.roi_heads"
-        for name in ("fg_iou_thresh", "bg_iou_thresh", "positive_fraction", "score_thresh",
-                     "nms_thresh"):
-            _check_between(f"{key}.{name}", getattr(r, name), 0, 1)
-        if r.bg_iou_thresh > r.fg_iou_thresh:
-            raise ConfigError(f"{key}.bg_iou_thresh ({r.bg_iou_thresh:g}) must be <= "
-                              f"fg_iou_thresh ({r.fg_iou_thresh:g})")
-        for name, low in (("batch_size_per_image", 1), ("box_head_convs", 0),
-                          ("box_head_channels", 1), ("box_head_fcs", 0),
-                          ("representation_size", 1), ("mask_head_convs", 1),
-                          ("mask_head_channels", 1), ("mask_pixel_channels", 0),
-                          ("box_pixel_channels", 0),
-                          ("box_loss_weight", 0),
-                          ("detections_per_img", 1)):
-            _check_min(f"{key}.{name}", getattr(r, name), low)
-        if r.box_head_convs + r.box_head_fcs == 0:
-            raise ConfigError(f"{key}.box_head_fcs: a box head with 0 convs needs >= 1 FC")
-        if r.seesaw is not None:
-            _check_min(f"{key}.seesaw.p", r.seesaw.p, 0)
-            _check_min(f"{key}.seesaw.q", r.seesaw.q, 0)
-            if r.seesaw.temperature <= 0:
-                raise ConfigError(f"{key}.seesaw.temperature must be > 0, got "
-                                  f"{r.seesaw.temperature:g}")
+                              f"the {levels} pyramid levels), got {self.semantic.fusion_level}")
 
     @staticmethod
     def _validate_cascade(c: CascadeConfig) -> None:
+        """The stage lists' lengths (the values' ranges are in :mod:`vipseg.config.ranges`)."""
         n = len(c.iou_thresholds)
         if n == 0:
             raise ConfigError("model.cascade.iou_thresholds must list at least one stage")
@@ -315,15 +274,9 @@ class ModelConfig:
             if len(getattr(c, name)) != n:
                 raise ConfigError(f"model.cascade.{name} has {len(getattr(c, name))} entries but "
                                   f"iou_thresholds has {n} stages (one per stage)")
-        for t in c.iou_thresholds:
-            if not 0 < t < 1:
-                raise ConfigError(f"model.cascade.iou_thresholds must be in (0, 1), got {t:g}")
-        if any(w < 0 for w in c.stage_loss_weights):
-            raise ConfigError(f"model.cascade.stage_loss_weights must be >= 0, got "
-                              f"{c.stage_loss_weights}")
-        if any(len(w) != 4 or min(w) <= 0 for w in c.bbox_reg_weights):
-            raise ConfigError(f"model.cascade.bbox_reg_weights: each stage needs 4 positive "
-                              f"weights (wx, wy, ww, wh), got {c.bbox_reg_weights}")
+        if any(len(w) != 4 for w in c.bbox_reg_weights):
+            raise ConfigError(f"model.cascade.bbox_reg_weights: each stage needs 4 weights "
+                              f"(wx, wy, ww, wh), got {c.bbox_reg_weights}")
 
 
 # --------------------------------------------------------------------------------------- augment
@@ -494,10 +447,6 @@ class EmaConfig:
     decay: float = 0.9998
     warmup: bool = True
 
-    def validate(self) -> None:
-        if not 0 <= self.decay < 1:
-            raise ConfigError(f"train.ema.decay must be in [0, 1), got {self.decay:g}")
-
 
 @dataclass
 class TrainConfig:
@@ -522,7 +471,8 @@ class TrainConfig:
     time_budget: Optional[Union[float, str]] = None
 
     def validate(self) -> None:
-        """Check ``train.time_budget`` parses as a duration > 0."""
+        """Every key's range, and ``train.time_budget`` parses as a duration > 0."""
+        check_ranges(self, prefix="train")
         if self.time_budget is not None:
             try:
                 parse_duration(self.time_budget)
@@ -538,9 +488,6 @@ class OneBallConfig:
     class_name: str = "ball"
     min_score: float = 0.2
 
-    def validate(self) -> None:
-        _check_between("test.post.one_ball.min_score", self.min_score, 0, 1)
-
 
 @dataclass
 class PostConfig:
@@ -550,11 +497,6 @@ class PostConfig:
 
     one_ball: Optional[OneBallConfig] = None
     max_per_class: dict[str, int] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        bad = {k: v for k, v in self.max_per_class.items() if v < 1}
-        if bad:
-            raise ConfigError(f"test.post.max_per_class counts must be >= 1, got {bad}")
 
 
 @dataclass
@@ -566,11 +508,7 @@ class TestConfig:
     post: PostConfig = field(default_factory=PostConfig)
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.paste_chunk < 1:
-            raise ConfigError(f"test.batch_size and test.paste_chunk must be >= 1, got "
-                              f"{self.batch_size} and {self.paste_chunk}")
-        _check_between("test.mask_thresh", self.mask_thresh, 0, 1)
-        _check_between("test.score_thresh", self.score_thresh, 0, 1)
+        check_ranges(self, prefix="test")
 
 
 @dataclass
@@ -594,13 +532,10 @@ class TTAConfig:
         if not self.scales:
             raise ConfigError("tta.scales must list at least one scale")
         for s in self.scales:
-            sizes = s if isinstance(s, list) else [s]
-            if (isinstance(s, list) and len(s) != 2) or min(sizes) <= 0:
+            if isinstance(s, list) and len(s) != 2:
                 raise ConfigError(f"tta.scales entries must be a factor > 0 or a [long, short] "
                                   f"size of positive pixels, got {s}")
-        _check_between("tta.iou_thresh", self.iou_thresh, 0, 1)
-        if self.max_detections < 1:
-            raise ConfigError(f"tta.max_detections must be >= 1, got {self.max_detections}")
+        check_ranges(self, prefix="tta")
 
 
 @dataclass
@@ -618,14 +553,7 @@ class SwaConfig:
     update_every: int = 0
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"swa.epochs must be >= 1, got {self.epochs}")
-        if self.update_every < 0:
-            raise ConfigError(f"swa.update_every must be >= 0, got {self.update_every}")
-        if not 0 < self.cycle_ratio <= 1:
-            raise ConfigError(f"swa.cycle_ratio must be in (0, 1], got {self.cycle_ratio:g}")
-        if self.optimizer.lr <= 0:
-            raise ConfigError(f"swa.optimizer.lr must be > 0, got {self.optimizer.lr:g}")
+        check_ranges(self, prefix="swa")
 
 
 @dataclass

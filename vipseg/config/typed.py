@@ -147,7 +147,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "",
             check()
         except ConfigError as e:
             # validate() messages start with the dotted key at fault: name the file that set it.
-            first = str(e).split(" ", 1)[0].rstrip(":,")
+            first = str(e).split(" ", 1)[0].rstrip(":,").split("[")[0]
             key = first if prefix and first.startswith(prefix) else prefix
             raise ConfigError(f"{_where(key, sources)}{e}") from None
     return obj
