@@ -11,14 +11,16 @@ the last column is each variant's mask AP over the reference's.
         base=configs/exp/mask_rcnn/demo_cpu.yaml \\
         lr4=configs/exp/mask_rcnn/demo_cpu.yaml,optimizer.lr=0.004
 
-``--steps N`` sets ``train.max_iters`` (and ``train.epochs`` high enough), so variants compare at
-equal iteration counts; without it each config's own schedule runs.
+``--steps N`` sets ``train.max_iters`` and ``train.epochs`` so that the LR schedule ends at step N
+(``max_iters`` alone stops a run without shortening its schedule), so variants compare at
+equal iteration counts with a complete schedule; without it each config's own schedule runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -30,12 +32,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def epochs_for(config: str, overrides: list[str], steps: int) -> int:
+    """Epochs whose schedule ends at ``steps`` iterations (or just after: ``train.max_iters``
+    stops there but does not shorten the LR schedule): ceil(steps / iterations per epoch),
+    with an epoch of ceil(training images / batch size) iterations."""
+    from vipseg.config import load_config
+    from vipseg.data.build import build_dataset
+
+    cfg = load_config(REPO / config if not Path(config).is_absolute() else config, overrides)
+    per_epoch = math.ceil(len(build_dataset(cfg, "train", train=True)) / cfg.train.batch_size)
+    return math.ceil(steps / per_epoch)
+
+
 def run_variant(spec: str, data: str, steps: int | None, work: Path, timeout: float) -> dict:
     name, _, rest = spec.partition("=")
     config, *overrides = rest.split(",")
     overrides += ["train.num_workers=0", "train.checkpoint_interval=0", "train.log_interval=10"]
     if steps is not None:
-        overrides += [f"train.max_iters={steps}", "train.val_interval=1000"]
+        epochs = epochs_for(config, [*overrides, f"dataset.root={data}"], steps)
+        overrides += [f"train.max_iters={steps}", f"train.epochs={epochs}",
+                      "train.val_interval=1000"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "vipseg", "train", config, name, "--work-dir", str(work),

@@ -112,3 +112,36 @@ def test_swa_with_a_missing_checkpoint_exits_2(tmp_path, capsys):
     assert main(["swa", TINY, str(tmp_path / "none.pth"), "x", "--work-dir",
                  str(tmp_path)]) == 2
     assert "none.pth: checkpoint not found" in error_line(capsys)
+
+
+def test_swa_resume_continues_the_average_where_the_stopped_stage_left_it(shapes, tmp_path,
+                                                                         capsys):
+    torch.manual_seed(0)
+    start = tmp_path / "start.pth"
+    save_checkpoint(start, {"model": build_model(load_config(TINY, SMALL)).state_dict()})
+    common = [TINY, str(start)]
+    args = ["--work-dir", str(tmp_path), "--data-root", str(shapes), "--device", "cpu",
+            *SMALL, "swa.epochs=2", "swa.update_every=1"]
+    assert main(["swa", *common, "full", *args]) == 0
+    # The same stage stopped after its first epoch (2 of 4 iterations), then resumed.
+    assert main(["swa", *common, "cut", *args, "train.max_iters=2"]) == 0
+    cut_run = next((tmp_path / "cut").iterdir())
+    stopped = load_checkpoint(cut_run / "last.pth")
+    assert stopped["iteration"] == 2 and int(stopped["swa"]["n_averaged"]) == 2
+    assert main(["swa", *common, "cut", *args, "--resume"]) == 0
+    assert [p.name for p in (tmp_path / "cut").iterdir()] == [cut_run.name]
+    full = load_checkpoint(next((tmp_path / "full").iterdir()) / "swa.pth")
+    resumed = load_checkpoint(cut_run / "swa.pth")
+    assert resumed["iteration"] == 4 and resumed["n_averaged"] == full["n_averaged"] == 4
+    for key, value in full["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=1e-4, atol=1e-6)
+    # A checkpoint without the average (e.g. of plain training) cannot resume the stage.
+    del stopped["swa"]
+    save_checkpoint(cut_run / "last.pth", {**stopped, "iteration": 4})
+    capsys.readouterr()
+    before = (cut_run / "swa.pth").read_bytes()
+    assert main(["swa", *common, "cut", *args, "--resume", "train.max_iters=6"]) == 2
+    assert error_line(capsys) == (f"error: {cut_run / 'last.pth'}: no SWA average in the "
+                                  "checkpoint: resume a stage from a checkpoint `vipseg swa` "
+                                  "wrote")
+    assert (cut_run / "swa.pth").read_bytes() == before

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vipseg.cli.train import add_resume_arguments, resume_request
+
 SWA_DESCRIPTION = """\
 Second training stage with stochastic weight averaging: a new run in
 WORK_DIR/NAME/exp_swa_<timestamp>/ starts from CKPT's model weights and trains the config's
@@ -12,11 +14,14 @@ constant rate, or swa.lr_policy=cyclic (each epoch from lr down to lr x swa.cycl
 average takes the weights every swa.update_every iterations (0: at the end of every epoch).
 Writes epoch_K.pth (raw weights) every epoch, swa.pth (the average; BatchNorm statistics
 recomputed over the training data), last.pth, config.yaml, log.txt, metrics.jsonl;
-validation scores the average. Under torchrun like `vipseg train`.
+validation scores the average. Under torchrun like `vipseg train`. --resume continues a
+stopped stage in its own folder (the same CONFIG, CKPT and NAME as it started with), the
+average included: every checkpoint of the stage holds it.
 
 examples:
   vipseg swa CONFIG output/NAME/exp_20260101_120000/last.pth NAME_swa
   vipseg swa CONFIG CKPT NAME_swa swa.epochs=6 swa.lr_policy=cyclic swa.cycle_ratio=0.05
+  vipseg swa CONFIG CKPT NAME_swa --resume           # newest last.pth under output/NAME_swa/
 """
 
 AVERAGE_DESCRIPTION = """\
@@ -47,6 +52,7 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
                    "dataset.root (default: the config's dataset.root)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="device (default: cuda if available, else cpu)")
+    add_resume_arguments(p)
     p.set_defaults(func=run_swa_command)
 
     p = sub.add_parser("average", help="average checkpoints (uniform, or a greedy soup)",
@@ -71,9 +77,12 @@ def run_swa_command(args: argparse.Namespace) -> int:
     from vipseg.config import load_config
     from vipseg.engine.swa import SWA_FILE, run_swa
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    resume = resume_request(args, overrides)
+    cfg = load_config(args.config, overrides)
     result = run_swa(cfg, args.checkpoint, args.name, work_dir=args.work_dir,
-                     data_root=args.data_root, device=args.device)
+                     data_root=args.data_root, device=args.device, resume=resume,
+                     resume_from_older=args.resume_from_older)
     if result.run_dir is not None:
         ap = result.val_metrics.get("segm/AP")
         shown = "n/a" if ap is None else f"{ap:.4f}"

@@ -46,17 +46,10 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     parser.add_argument("--data-root", default=argparse.SUPPRESS,
                         help="dataset root folder, recorded as dataset.root in config.yaml "
                         "(default: the config's dataset.root)")
-    parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=argparse.SUPPRESS,
-                        metavar="CKPT",
-                        help="resume from CKPT, or without a value from the newest last.pth "
-                        "under WORK_DIR/NAME/; the run continues in the checkpoint's folder")
+    add_resume_arguments(parser)
     parser.add_argument("--time-budget", metavar="DURATION", default=argparse.SUPPRESS,
                         help="stop at this wall-clock budget (600, 90s, 10m, 1h30m) with the "
                         "LR schedule compressed to fit; same as train.time_budget=DURATION")
-    parser.add_argument("--resume-from-older", action="store_true",
-                        help="allow --resume from a checkpoint older than its run's newest "
-                        "(e.g. epoch_1.pth of a finished run): the run continues in a NEW run "
-                        "folder, the original is left untouched")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=argparse.SUPPRESS,
                         help="device (default: cuda if available, else cpu)")
     parser.add_argument("--init-from", metavar="CKPT", default=argparse.SUPPRESS,
@@ -65,20 +58,40 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     parser.set_defaults(func=run_train)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Load the config with overrides and train; prints the final validation AP if any."""
-    from vipseg.config.loader import REQUIRED_SECTIONS, load_config
-    from vipseg.engine.trainer import train
+def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--resume [CKPT]`` and ``--resume-from-older`` (``vipseg train`` and ``vipseg swa``)."""
+    parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=argparse.SUPPRESS,
+                        metavar="CKPT",
+                        help="resume from CKPT, or without a value from the newest last.pth "
+                        "under WORK_DIR/NAME/; the run continues in the checkpoint's folder")
+    parser.add_argument("--resume-from-older", action="store_true",
+                        help="allow --resume from a checkpoint older than its run's newest "
+                        "(e.g. epoch_1.pth of a finished run): the run continues in a NEW run "
+                        "folder, the original is left untouched")
+
+
+def resume_request(args: argparse.Namespace, overrides: list[str]) -> str | bool | None:
+    """What ``--resume`` asks for: a checkpoint path, ``True`` (the newest ``last.pth``) or
+    None. ``--resume key=value`` (argparse took an override as the path) puts the override
+    back into ``overrides``."""
     from vipseg.errors import ConfigError
 
-    overrides = list(args.overrides)
     resume = getattr(args, "resume", None)
-    # `--resume key=value` : argparse took an override as the checkpoint path.
     if resume not in (None, RESUME_LATEST) and "=" in resume and not Path(resume).exists():
         overrides.insert(0, resume)
         resume = RESUME_LATEST
     if args.resume_from_older and resume is None:
         raise ConfigError("--resume-from-older needs --resume CKPT")
+    return True if resume == RESUME_LATEST else resume
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Load the config with overrides and train; prints the final validation AP if any."""
+    from vipseg.config.loader import REQUIRED_SECTIONS, load_config
+    from vipseg.engine.trainer import train
+
+    overrides = list(args.overrides)
+    resume = resume_request(args, overrides)
     if hasattr(args, "time_budget"):
         overrides.append(f"train.time_budget={args.time_budget}")
     cfg = load_config(args.config, overrides, require=REQUIRED_SECTIONS)
@@ -86,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, train=replace(cfg.train, init_from=args.init_from))
     result = train(cfg, args.name, work_dir=args.work_dir,
                    data_root=getattr(args, "data_root", None),
-                   resume=True if resume == RESUME_LATEST else resume,
+                   resume=resume,
                    device=getattr(args, "device", None),
                    resume_from_older=args.resume_from_older)
     if result.run_dir is not None:

@@ -8,9 +8,9 @@ config, and raises a one-line error instead of losing results:
   would overwrite them. With ``from_older`` the run continues in a *new* run folder (a branch),
   and the original run is left untouched.
 - **Honour the config or refuse it.** This session's config is compared with the one stored
-  in the checkpoint. Keys in :data:`HONOURED` act when resumed (how long to train, when to
-  validate and save, data locations, augmentation, the schedule's shape, evaluation settings);
-  they are applied and the session's config is recorded as ``config_resume_<iteration>.yaml``.
+  in the checkpoint. Keys in :data:`HONOURED` act when resumed (how long to train, the SWA
+  stage's ``swa.epochs`` included; when to validate and save, data locations, augmentation,
+  the schedule's shape, evaluation settings); they are applied and the session's config is recorded as ``config_resume_<iteration>.yaml``.
   Any other difference (optimizer settings, whose state the checkpoint restores; model, seed,
   batch size) is a ``ConfigError`` naming the keys.
 """
@@ -35,7 +35,7 @@ HONOURED = (
     "train.epochs", "train.max_iters", "train.val_interval", "train.checkpoint_interval",
     "train.log_interval", "train.num_workers", "train.find_unused_parameters",
     "dataset.root", "dataset.train.", "dataset.val.", "dataset.test.", "dataset.test_scale",
-    "augment.", "schedule.", "test.",
+    "augment.", "schedule.", "test.", "swa.epochs",
 )
 _MAX_LISTED = 3
 

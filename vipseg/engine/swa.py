@@ -30,10 +30,13 @@ from vipseg.config import Config
 from vipseg.config.schema import ScheduleConfig
 from vipseg.engine import distributed as ddp
 from vipseg.engine.averaging import BN_SKIPPED, batch_loader, refresh_batchnorm
-from vipseg.engine.checkpoint import save_checkpoint
+from vipseg.engine.checkpoint import load_weights, save_checkpoint
 from vipseg.engine.hooks import TrainHook
 from vipseg.engine.trainer import Stage, TrainResult, train
 from vipseg.errors import DataError
+
+#: the checkpoint entry that holds the running average (``AveragedModel.state_dict()``)
+STATE_KEY = "swa"
 
 if TYPE_CHECKING:
     from vipseg.engine.trainer import Trainer
@@ -103,6 +106,15 @@ class SwaHook(TrainHook):
     def eval_model(self, trainer: Trainer) -> nn.Module | None:
         return self.averaged.module if self.count else None
 
+    def state_dict(self, trainer: Trainer) -> dict[str, Any]:
+        return {STATE_KEY: self.averaged.state_dict()}
+
+    def load_state_dict(self, trainer: Trainer, state: dict[str, Any], source: Path) -> None:
+        if STATE_KEY not in state:
+            raise DataError(f"{source}: no SWA average in the checkpoint: resume a stage from "
+                            "a checkpoint `vipseg swa` wrote")
+        load_weights(self.averaged, state[STATE_KEY], source)
+
 
 def swa_config(cfg: Config, checkpoint: str | os.PathLike) -> Config:
     """The training config of the SWA stage: ``swa.optimizer``, its LR policy without
@@ -118,14 +130,20 @@ def swa_config(cfg: Config, checkpoint: str | os.PathLike) -> Config:
 def run_swa(cfg: Config, checkpoint: str | os.PathLike, name: str, *,
             work_dir: str | os.PathLike = "output", data_root: str | os.PathLike | None = None,
             device: str | None = None, model: nn.Module | None = None,
-            on_update: UpdateListener | None = None) -> TrainResult:
+            on_update: UpdateListener | None = None,
+            resume: str | os.PathLike | bool | None = None,
+            resume_from_older: bool = False) -> TrainResult:
     """Run the SWA stage of ``cfg`` from ``checkpoint`` as ``work_dir/name/exp_swa_<ts>/``
-    (see the module doc); ``model`` replaces ``build_model`` (tests). Returns the run's
-    result; ``swa.pth`` is in ``result.run_dir``."""
+    (see the module doc); ``model`` replaces ``build_model`` (tests). ``resume`` and
+    ``resume_from_older`` continue a stopped stage as in :func:`~vipseg.engine.trainer.train`
+    (``True``: the newest ``last.pth`` under ``work_dir/name``; the same ``cfg`` and
+    ``checkpoint`` as the stage started with). Returns the run's result; ``swa.pth`` is in
+    ``result.run_dir``."""
     if not Path(checkpoint).is_file():
         raise DataError(f"{checkpoint}: checkpoint not found")
     stage = Stage(run_prefix=RUN_PREFIX, save_best=False,
                   hooks=lambda m, c: [SwaHook(m, update_every=c.swa.update_every,
                                               on_update=on_update)])
     return train(swa_config(cfg, checkpoint), name, work_dir=work_dir, data_root=data_root,
-                 device=device, model=model, stage=stage)
+                 device=device, model=model, stage=stage, resume=resume,
+                 resume_from_older=resume_from_older)
