@@ -10,7 +10,11 @@ data=${VIPSEG_DEMO_DATA:-data/demo}
 config=configs/exp/mask_rcnn/demo_cpu.yaml
 
 if [ -f "$data/train.json" ]; then
-  echo "== using the demo data already in $data"
+  counts=$(.venv/bin/python -c 'import json, sys
+print(", ".join("%s %d" % (s, len(json.load(open(sys.argv[1] + "/" + s + ".json"))["images"]))
+                for s in ("train", "val")))' "$data")
+  echo "== using the demo data already in $data ($counts images; the demo renders train 256," \
+    "val 40: remove $data to render them)"
 else
   echo "== rendering demo data into $data"
   "$vipseg" data demo --out "$data"

@@ -116,8 +116,8 @@ def register(sub: argparse._SubParsersAction, formatter: type) -> None:
     p = sub.add_parser("demo", help="render a small demo dataset with exact masks (VIPriors layout)",
                        description=DEMO_HELP, formatter_class=formatter)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
-    p.add_argument("--train", type=int, default=32, metavar="N", help="training images")
-    p.add_argument("--val", type=int, default=8, metavar="N", help="validation images")
+    p.add_argument("--train", type=int, default=256, metavar="N", help="training images")
+    p.add_argument("--val", type=int, default=40, metavar="N", help="validation images")
     p.add_argument("--test", type=int, default=8, metavar="N", help="test images")
     p.add_argument("--size", default="384x288", metavar="WxH",
                    help="image size in pixels; a comma-separated list cycles through sizes")
