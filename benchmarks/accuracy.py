@@ -11,7 +11,7 @@ ball per image), then the train split's object bank is written with ``vipseg dat
 extract-objects`` for the recipe's copy-paste.
 
 (a) vipseg: ``configs/exp/mask_rcnn/smalldata_cpu.yaml`` (the model, augmentation, optimiser
-and schedule of that config; its test scale is the reduced scale).
+and schedule of that config; its test scale is the reduced scale), or ``--config FILE``.
 (b) torchvision: ``maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None)`` (BatchNorm,
 all layers trained) with its own internal resize set to the same scale (``min_size`` short,
 ``max_size`` long), trained with the torchvision detection reference's settings: SGD, lr
@@ -175,8 +175,8 @@ def budgeted_fit(step: Callable[[list, list], torch.Tensor], optimizer: torch.op
     return {"iterations": it, "planned": total, "seconds": time.perf_counter() - start}
 
 
-def run_vipseg(root: Path, budget: float, probe: int, seed: int) -> dict:
-    cfg = load_config(CONFIG)
+def run_vipseg(root: Path, budget: float, probe: int, seed: int, config: Path = CONFIG) -> dict:
+    cfg = load_config(config)
     cfg = replace(cfg, dataset=replace(
         cfg.dataset, root=str(root), train=SplitConfig("train/train.json", "train/train"),
         val=SplitConfig("val/val.json", "val/val")))
@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", type=int, default=5, help="steps timed to fit the schedule")
     ap.add_argument("--tv-batch", type=int, default=2, help="torchvision batch size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", type=Path, default=CONFIG,
+                    help="vipseg's side: this config instead of smalldata_cpu.yaml")
     ap.add_argument("--only", choices=["vipseg", "torchvision"], default=None,
                     help="run one side only (no ratio)")
     ap.add_argument("--val-images", type=int, default=None,
@@ -304,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {root} ({args.scale}); budget {args.budget:.0f} s per side, "
           f"{args.threads} thread(s)", flush=True)
     rows = {}
-    sides = (("vipseg", lambda: run_vipseg(root, args.budget, args.probe, args.seed)),
+    sides = (("vipseg", lambda: run_vipseg(root, args.budget, args.probe, args.seed,
+                                             args.config)),
              ("torchvision", lambda: run_torchvision(
                  root, args.budget, args.probe, args.seed, long_side, short_side, args.tv_batch)))
     for name, run in sides:
