@@ -10,7 +10,8 @@ config, and raises a one-line error instead of losing results:
 - **Honour the config or refuse it.** This session's config is compared with the one stored
   in the checkpoint. Keys in :data:`HONOURED` act when resumed (how long to train, the SWA
   stage's ``swa.epochs`` included; when to validate and save, data locations, augmentation,
-  the schedule's shape, evaluation settings); they are applied and the session's config is recorded as ``config_resume_<iteration>.yaml``.
+  the schedule's shape, evaluation settings); they are applied and the session's config is
+  recorded as ``config_resume_<iteration>.yaml``.
   Any other difference (optimizer settings, whose state the checkpoint restores; model, seed,
   batch size) is a ``ConfigError`` naming the keys.
 """

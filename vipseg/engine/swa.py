@@ -35,14 +35,13 @@ from vipseg.engine.hooks import TrainHook
 from vipseg.engine.trainer import Stage, TrainResult, train
 from vipseg.errors import DataError
 
-#: the checkpoint entry that holds the running average (``AveragedModel.state_dict()``)
-STATE_KEY = "swa"
-
 if TYPE_CHECKING:
     from vipseg.engine.trainer import Trainer
 
 RUN_PREFIX = "exp_swa"
 SWA_FILE = "swa.pth"
+#: the checkpoint entry that holds the running average (``AveragedModel.state_dict()``)
+STATE_KEY = "swa"
 UpdateListener = Callable[[nn.Module, int], None]
 
 
