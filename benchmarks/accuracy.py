@@ -175,7 +175,7 @@ def budgeted_fit(step: Callable[[list, list], torch.Tensor], optimizer: torch.op
     return {"iterations": it, "planned": total, "seconds": time.perf_counter() - start}
 
 
-def run_vipseg(root: Path, budget: float, probe: int, seed: int, config: Path = CONFIG) -> dict:
+def run_vipseg(root: Path, budget: float, probe: int, seed: int, config: Path) -> dict:
     cfg = load_config(config)
     cfg = replace(cfg, dataset=replace(
         cfg.dataset, root=str(root), train=SplitConfig("train/train.json", "train/train"),

@@ -39,7 +39,7 @@ def epochs_for(config: str, overrides: list[str], steps: int) -> int:
     from vipseg.config import load_config
     from vipseg.data.build import build_dataset
 
-    cfg = load_config(REPO / config if not Path(config).is_absolute() else config, overrides)
+    cfg = load_config(REPO / config, overrides)  # an absolute config stays itself
     per_epoch = math.ceil(len(build_dataset(cfg, "train", train=True)) / cfg.train.batch_size)
     return math.ceil(steps / per_epoch)
 
